@@ -1,0 +1,77 @@
+"""The storage layout of DESIGN.md, in one place: every key prodvid reads or writes for a SKU."""
+
+from __future__ import annotations
+
+from prodvid_core.errors import validate_sku
+
+__all__ = [
+    "PHOTO_SUFFIXES",
+    "inbox_photo",
+    "inbox_brief",
+    "canvas_png",
+    "canvas_json",
+    "mask_png",
+    "hero_png",
+    "hero_json",
+    "frames_prefix",
+    "frame_png",
+    "frames_manifest",
+    "world_checkpoint",
+    "video_mp4",
+    "video_json",
+]
+
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def inbox_photo(sku: str, suffix: str) -> str:
+    return f"inbox/{validate_sku(sku)}{suffix}"
+
+
+def inbox_brief(sku: str) -> str:
+    return f"inbox/{validate_sku(sku)}.json"
+
+
+def canvas_png(sku: str) -> str:
+    return f"expanded_canvas/{validate_sku(sku)}.png"
+
+
+def canvas_json(sku: str) -> str:
+    return f"expanded_canvas/{validate_sku(sku)}.json"
+
+
+def mask_png(sku: str) -> str:
+    return f"mask/{validate_sku(sku)}.png"
+
+
+def hero_png(sku: str) -> str:
+    return f"hero_image/{validate_sku(sku)}.png"
+
+
+def hero_json(sku: str) -> str:
+    return f"hero_image/{validate_sku(sku)}.json"
+
+
+def frames_prefix(sku: str) -> str:
+    return f"frames/{validate_sku(sku)}/"
+
+
+def frame_png(sku: str, index: int) -> str:
+    return f"{frames_prefix(sku)}{index:05d}.png"
+
+
+def frames_manifest(sku: str) -> str:
+    return f"{frames_prefix(sku)}manifest.json"
+
+
+def world_checkpoint(sku: str) -> str:
+    """The world canvas after the last finished diffusion call: RGB pixels, alpha 255 where painted."""
+    return f"{frames_prefix(sku)}world.png"
+
+
+def video_mp4(sku: str) -> str:
+    return f"video/{validate_sku(sku)}.mp4"
+
+
+def video_json(sku: str) -> str:
+    return f"video/{validate_sku(sku)}.json"
