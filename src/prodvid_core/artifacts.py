@@ -1,0 +1,116 @@
+"""Each step's result as files a person can open (PNG, MP4, JSON), in DESIGN.md's layout, and back.
+
+The CLI and the Dagster IO manager both store through these functions, so the layout has one definition.
+The JSON sidecar is written after the file it describes: a sidecar present means its file is complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image
+
+from prodvid_core import layout
+from prodvid_core.canvas import Canvas, Placement
+from prodvid_core.frames import png_bytes, sha256
+from prodvid_core.hero import HeroResult
+from prodvid_core.storage import ObjectStore
+from prodvid_core.video import VideoResult
+
+__all__ = [
+    "save_canvas",
+    "load_canvas",
+    "save_mask",
+    "load_mask",
+    "save_hero",
+    "load_hero",
+    "save_video",
+    "load_video",
+    "read_json",
+]
+
+
+def read_json(store: ObjectStore, key: str) -> dict | None:
+    try:
+        return json.loads(store.read_bytes(key))
+    except FileNotFoundError:
+        return None
+
+
+def _write_json(store: ObjectStore, key: str, data: dict) -> None:
+    store.write_bytes(key, json.dumps(data, indent=2, sort_keys=True).encode())
+
+
+def _read_png(store: ObjectStore, key: str) -> Image.Image:
+    image = Image.open(io.BytesIO(store.read_bytes(key)))
+    image.load()
+    return image
+
+
+def save_canvas(store: ObjectStore, sku: str, canvas: Canvas) -> list[str]:
+    data = png_bytes(canvas.image)
+    store.write_bytes(layout.canvas_png(sku), data)
+    _write_json(store, layout.canvas_json(sku), {**canvas.metadata(), "sha256": sha256(data)})
+    return [layout.canvas_png(sku), layout.canvas_json(sku)]
+
+
+def load_canvas(store: ObjectStore, sku: str) -> Canvas:
+    meta = read_json(store, layout.canvas_json(sku))
+    if meta is None:
+        raise FileNotFoundError(layout.canvas_json(sku))
+    return Canvas(
+        image=_read_png(store, layout.canvas_png(sku)),
+        placement=Placement.from_json(meta),
+        source_sha256=meta["source_sha256"],
+    )
+
+
+def save_mask(store: ObjectStore, sku: str, mask: Image.Image) -> list[str]:
+    store.write_bytes(layout.mask_png(sku), png_bytes(mask.convert("L")))
+    return [layout.mask_png(sku)]
+
+
+def load_mask(store: ObjectStore, sku: str) -> Image.Image:
+    return _read_png(store, layout.mask_png(sku)).convert("L")
+
+
+def save_hero(store: ObjectStore, sku: str, hero: HeroResult, *, canvas_sha256: str = "") -> list[str]:
+    data = png_bytes(hero.image)
+    store.write_bytes(layout.hero_png(sku), data)
+    meta = {**hero.metadata(), "sha256": sha256(data), "canvas_sha256": canvas_sha256}
+    _write_json(store, layout.hero_json(sku), meta)
+    return [layout.hero_png(sku), layout.hero_json(sku)]
+
+
+def load_hero(store: ObjectStore, sku: str) -> HeroResult:
+    meta = read_json(store, layout.hero_json(sku))
+    if meta is None:
+        raise FileNotFoundError(layout.hero_json(sku))
+    fields = {k: meta[k] for k in ("model", "prompt", "negative_prompt", "seed", "steps", "guidance")}
+    return HeroResult(
+        image=_read_png(store, layout.hero_png(sku)).convert("RGB"),
+        attempts=meta.get("attempts", 1),
+        seconds=meta.get("seconds", 0.0),
+        **fields,
+    )
+
+
+def save_video(store: ObjectStore, sku: str, video: VideoResult) -> list[str]:
+    store.write_bytes(layout.video_mp4(sku), video.data)
+    _write_json(store, layout.video_json(sku), {**video.metadata(), "sha256": sha256(video.data)})
+    return [layout.video_mp4(sku), layout.video_json(sku)]
+
+
+def load_video(store: ObjectStore, sku: str) -> VideoResult:
+    meta = read_json(store, layout.video_json(sku))
+    if meta is None:
+        raise FileNotFoundError(layout.video_json(sku))
+    return VideoResult(
+        data=store.read_bytes(layout.video_mp4(sku)),
+        fps=meta["fps"],
+        frame_count=meta["frame_count"],
+        size=tuple(meta["size"]),
+        codec=meta["codec"],
+        pix_fmt=meta["pix_fmt"],
+    )

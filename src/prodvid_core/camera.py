@@ -1,0 +1,213 @@
+"""Camera paths: how the picture moves from one frame to the next.
+
+A path is a list of whole-pixel shifts `(dx, dy)`, one per frame after the first: frame k's content is frame
+k-1's moved right by dx and down by dy. Smooth paths (pans, polylines, arcs, eased moves) are sampled as
+real-valued camera positions and their *cumulative* position is rounded, so rounding never drifts and no
+frame is ever resampled — resampling would alter product pixels.
+
+A path is chosen in a brief as `"camera": {"path": NAME, ...}`; `from_spec` validates it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prodvid_core.errors import InvalidBriefError
+
+__all__ = [
+    "CameraPath",
+    "PATHS",
+    "DEFAULT_CAMERA",
+    "seed",
+    "pan",
+    "polyline",
+    "arc",
+    "from_positions",
+    "from_shifts",
+    "from_spec",
+]
+
+Shift = tuple[int, int]
+
+DEFAULT_CAMERA: dict = {"path": "drift"}
+
+
+@dataclass(frozen=True)
+class CameraPath:
+    """Per-frame shifts and the frame rate they were designed for."""
+
+    shifts: tuple[Shift, ...]
+    fps: int
+
+    @property
+    def num_frames(self) -> int:
+        """Frames in the video, counting frame 0 (the hero image)."""
+        return len(self.shifts) + 1
+
+    def offsets(self) -> list[Shift]:
+        """Cumulative shift of each frame since frame 0: frame k's pixel at p + offset shows frame 0's pixel p."""
+        x = y = 0
+        out = [(0, 0)]
+        for dx, dy in self.shifts:
+            x, y = x + dx, y + dy
+            out.append((x, y))
+        return out
+
+    def to_json(self) -> dict:
+        return {"fps": self.fps, "shifts": [list(s) for s in self.shifts]}
+
+
+def _ease(t: float) -> float:
+    """Smoothstep ease-in/out: zero speed at both ends, so a move starts and stops gently."""
+    return t * t * (3.0 - 2.0 * t)
+
+
+def from_positions(positions: Sequence[tuple[float, float]], fps: int) -> CameraPath:
+    """Turn real-valued content offsets (one per frame, frame 0 first) into whole-pixel shifts.
+
+    Each position is rounded on its own and shifts are differences of rounded positions, so the error never
+    exceeds half a pixel however long the path is.
+    """
+    rounded = [(round(x), round(y)) for x, y in positions]
+    x0, y0 = rounded[0]
+    rounded = [(x - x0, y - y0) for x, y in rounded]
+    shifts = tuple((b[0] - a[0], b[1] - a[1]) for a, b in zip(rounded, rounded[1:], strict=False))
+    return CameraPath(shifts=shifts, fps=fps)
+
+
+def from_shifts(shifts: Sequence[Sequence[int]], fps: int = 24) -> CameraPath:
+    """A user's own list of per-frame shifts."""
+    return CameraPath(shifts=tuple((int(dx), int(dy)) for dx, dy in shifts), fps=fps)
+
+
+def seed() -> CameraPath:
+    """The original method's path: 10 frames of (5, 10), then 10 of (10, 5), at 10 fps."""
+    return CameraPath(shifts=((5, 10),) * 10 + ((10, 5),) * 10, fps=10)
+
+
+def polyline(
+    points: Sequence[tuple[float, float]], *, num_frames: int = 48, fps: int = 24, ease: bool = True
+) -> CameraPath:
+    """Move the content through `points` (offsets in pixels, the first usually (0, 0)) at constant speed
+    along the line, or eased in and out over the whole move."""
+    pts = [(float(x), float(y)) for x, y in points]
+    lengths = [math.dist(a, b) for a, b in zip(pts, pts[1:], strict=False)]
+    total = sum(lengths)
+    positions = []
+    for i in range(num_frames):
+        t = i / (num_frames - 1) if num_frames > 1 else 0.0
+        d = (_ease(t) if ease else t) * total
+        positions.append(_point_at(pts, lengths, d))
+    return from_positions(positions, fps)
+
+
+def _point_at(pts: list[tuple[float, float]], lengths: list[float], d: float) -> tuple[float, float]:
+    for (a, b), length in zip(zip(pts, pts[1:], strict=False), lengths, strict=True):
+        if d <= length or length == 0 and d <= 0:
+            f = d / length if length else 0.0
+            return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+        d -= length
+    return pts[-1]
+
+
+def pan(
+    distance: tuple[float, float] = (-64, -32), *, num_frames: int = 48, fps: int = 24, ease: bool = False
+) -> CameraPath:
+    """A straight move of the content by `distance` pixels over the whole video."""
+    return polyline([(0.0, 0.0), distance], num_frames=num_frames, fps=fps, ease=ease)
+
+
+def drift(*, num_frames: int = 48, fps: int = 24) -> CameraPath:
+    """The default: a slow eased diagonal move (content up and left by 64 × 32 px) that keeps a product
+    placed by `canvas.expand` in view for the whole video."""
+    return pan((-64, -32), num_frames=num_frames, fps=fps, ease=True)
+
+
+def arc(
+    radius: float = 96, degrees: float = 90, *, num_frames: int = 48, fps: int = 24, ease: bool = True
+) -> CameraPath:
+    """Move the content along a circular arc starting at (0, 0), bending clockwise."""
+    positions = []
+    for i in range(num_frames):
+        t = i / (num_frames - 1) if num_frames > 1 else 0.0
+        a = math.radians(degrees) * (_ease(t) if ease else t)
+        positions.append((radius * math.sin(a), radius * (1 - math.cos(a))))
+    return from_positions(positions, fps)
+
+
+PATHS = ("drift", "seed", "pan", "polyline", "arc", "shifts")
+
+# Each path's optional brief fields and their types.
+_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "drift": {},
+    "seed": {},
+    "pan": {"distance": list, "ease": bool},
+    "polyline": {"points": list, "ease": bool},
+    "arc": {"radius": (int, float), "degrees": (int, float), "ease": bool},
+    "shifts": {"shifts": list},
+}
+
+
+def from_spec(spec: dict | None, *, sku: str, num_frames: int | None = None, fps: int | None = None) -> CameraPath:
+    """Build the path a brief asks for, e.g. `{"path": "pan", "distance": [-120, 0], "ease": true}`.
+
+    `num_frames` and `fps` (top-level brief fields) override the path's own. Unknown paths and ill-typed
+    fields raise `InvalidBriefError` naming the SKU and the field.
+    """
+    spec = dict(DEFAULT_CAMERA if spec is None else spec)
+    name = spec.pop("path", None)
+    if name not in _FIELDS:
+        raise InvalidBriefError(f"SKU {sku}: camera.path must be one of {', '.join(PATHS)}, got {name!r}.")
+    for key, value in spec.items():
+        expected = _FIELDS[name].get(key)
+        if expected is None:
+            allowed = ", ".join(["path", *_FIELDS[name]])
+            raise InvalidBriefError(f"SKU {sku}: unknown field camera.{key} for path {name!r} (allowed: {allowed}).")
+        if not isinstance(value, expected) or isinstance(value, bool) and expected is not bool:
+            raise InvalidBriefError(f"SKU {sku}: camera.{key} has the wrong type ({type(value).__name__}).")
+    kwargs: dict = {k: v for k, v in (("num_frames", num_frames), ("fps", fps)) if v is not None}
+    try:
+        path = _build(name, spec, kwargs)
+    except (TypeError, ValueError) as e:
+        raise InvalidBriefError(f"SKU {sku}: camera {name!r} is ill-formed: {e}") from None
+    if fps is not None and path.fps != fps:
+        path = CameraPath(shifts=path.shifts, fps=fps)
+    return path
+
+
+def _pairs(value: list, field: str) -> list[tuple[float, float]]:
+    if not all(isinstance(p, list | tuple) and len(p) == 2 for p in value):
+        raise ValueError(f"camera.{field} must be a list of [x, y] pairs")
+    pairs = [(p[0], p[1]) for p in value]
+    if not all(isinstance(c, int | float) and not isinstance(c, bool) for p in pairs for c in p):
+        raise ValueError(f"camera.{field} must hold numbers")
+    return pairs
+
+
+def _build(name: str, spec: dict, kwargs: dict) -> CameraPath:
+    if name == "seed":
+        path = seed()
+        if "num_frames" in kwargs:
+            path = CameraPath(shifts=path.shifts[: max(kwargs["num_frames"] - 1, 0)], fps=path.fps)
+        return path
+    if name == "drift":
+        return drift(**kwargs)
+    if name == "pan":
+        distance = _pairs([spec.get("distance", [-64, -32])], "distance")[0]
+        return pan(distance, ease=spec.get("ease", False), **kwargs)
+    if name == "polyline":
+        points = _pairs(spec.get("points", []), "points")
+        if len(points) < 2:
+            raise ValueError("camera.points needs at least two points")
+        return polyline(points, ease=spec.get("ease", True), **kwargs)
+    if name == "arc":
+        return arc(spec.get("radius", 96), spec.get("degrees", 90), ease=spec.get("ease", True), **kwargs)
+    shifts = _pairs(spec.get("shifts", []), "shifts")
+    if not all(float(c).is_integer() for p in shifts for c in p):
+        raise ValueError("camera.shifts must be whole pixels")
+    path = from_shifts(shifts, fps=kwargs.get("fps", 24))
+    if "num_frames" in kwargs and kwargs["num_frames"] != path.num_frames:
+        raise ValueError(f"num_frames is {kwargs['num_frames']} but camera.shifts gives {path.num_frames} frames")
+    return path

@@ -1,0 +1,152 @@
+"""`prodvid`: the whole product from a shell, no Dagster needed.
+
+    prodvid generate SKU --image PATH --prompt TEXT [--store DIR|s3://bucket/prefix] [--preset tiny] ...
+    prodvid models tiny DIR
+    prodvid sample PATH
+
+Settings come from flags, then `PRODVID_*` env vars, then defaults. A user mistake exits with status 2 and
+one line naming the problem; only a bug prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from prodvid_core import __version__, camera, layout, models, sample
+from prodvid_core.brief import parse_brief
+from prodvid_core.errors import ProdvidError, validate_sku
+from prodvid_core.run import Settings, generate_sku
+from prodvid_core.storage import open_store
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prodvid", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"prodvid {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="make the hero image and video of one SKU")
+    gen.add_argument("sku", help="SKU id: letters, digits, '.', '_', '-' (1-64 chars)")
+    gen.add_argument("--image", required=True, type=Path, help="the product photo (PNG, JPEG or WebP)")
+    gen.add_argument("--prompt", help="the scene; or give --brief")
+    gen.add_argument("--brief", type=Path, help="a brief JSON file (fields as inbox/<SKU>.json)")
+    gen.add_argument("--negative-prompt")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument(
+        "--camera", help=f"a path name ({', '.join(camera.PATHS)}) or a JSON object like in a brief"
+    )
+    gen.add_argument("--num-frames", type=int, help="frames in the video, counting the hero image")
+    gen.add_argument("--fps", type=int)
+    gen.add_argument("--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)")
+    gen.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
+    gen.add_argument("--preset", choices=[models.TINY_PRESET], help="offline random-weight models")
+    gen.add_argument("--hero-model", help=f"hub id or folder (default {models.DEFAULT_HERO_MODEL})")
+    gen.add_argument("--frames-model", help=f"hub id or folder (default {models.DEFAULT_FRAMES_MODEL})")
+    gen.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    gen.add_argument("--dtype", choices=["float16", "bfloat16", "float32"])
+    gen.add_argument("--scheduler", help="diffusers scheduler name, e.g. euler, ddim, dpm++")
+    gen.add_argument("--steps", type=int, help="denoising steps per diffusion call (default 25)")
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
+    gen.add_argument("--size", type=int, help="canvas side in px, a multiple of 8 (default 512)")
+    gen.add_argument("--lookahead", type=int, help="px of camera travel one call paints ahead; 0 = per frame")
+
+    mod = sub.add_parser("models", help="model utilities")
+    mod_sub = mod.add_subparsers(dest="models_command", required=True)
+    tiny = mod_sub.add_parser("tiny", help="write the offline tiny preset as a diffusers folder")
+    tiny.add_argument("directory", type=Path)
+
+    smp = sub.add_parser("sample", help="draw a sample product photo (a bottle with a white label)")
+    smp.add_argument("path", type=Path)
+    return parser
+
+
+def _brief(args: argparse.Namespace):
+    data: dict = {}
+    if args.brief:
+        try:
+            data = json.loads(args.brief.read_text())
+        except (OSError, ValueError) as e:
+            raise ProdvidError(f"SKU {args.sku}: cannot read brief {args.brief}: {e}") from None
+    if args.camera:
+        data["camera"] = json.loads(args.camera) if args.camera.lstrip().startswith("{") else {"path": args.camera}
+    flags = {
+        "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
+        "num_frames": args.num_frames, "fps": args.fps,
+    }  # fmt: skip
+    data.update({k: v for k, v in flags.items() if v is not None})
+    return parse_brief(data, sku=args.sku)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    validate_sku(args.sku)
+    brief = _brief(args)
+    try:
+        photo = args.image.read_bytes()
+    except OSError as e:
+        raise ProdvidError(f"SKU {args.sku}: cannot read --image {args.image}: {e.strerror}.") from None
+    settings = Settings.from_env(
+        hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
+        scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
+        lookahead=args.lookahead,
+    )  # fmt: skip
+    if args.preset:
+        settings = settings.with_preset(args.preset)
+    store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
+    total = brief.camera_path(args.sku).num_frames
+    bar = tqdm(total=total, desc=f"{args.sku} frames", unit="frame", file=sys.stderr)
+    reused = 0
+
+    def on_frame(record: dict, was_reused: bool) -> None:
+        nonlocal reused
+        reused += was_reused
+        bar.update(1)
+
+    try:
+        result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame)
+    finally:
+        bar.close()
+    fs = result.frames
+    print(f"SKU {args.sku}: {fs.count} frames ({reused} reused from an earlier run), "
+          f"{fs.calls_made} diffusion calls, hero image {'reused' if result.hero_reused else 'made'}.")
+    sku = args.sku
+    for name, key in (
+        ("canvas", layout.canvas_png(sku)),
+        ("mask", layout.mask_png(sku)),
+        ("hero image", layout.hero_png(sku)),
+        ("frames", layout.frames_manifest(sku)),
+        ("video", layout.video_mp4(sku)),
+    ):
+        print(f"  {name:<11} {store.url(key)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "models":
+            print(models.write_tiny_model(args.directory))
+            return 0
+        if args.command == "sample":
+            args.path.parent.mkdir(parents=True, exist_ok=True)
+            sample.sample_product().save(args.path)
+            print(args.path)
+            return 0
+    except ProdvidError as e:
+        print(f"prodvid: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prodvid: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The whole chain for one SKU, the way the CLI runs it: canvas → mask → hero → frames → video.
+
+Each step stores its result before the next starts, so a crash leaves every finished step on disk; a re-run
+reuses a hero image made with the same settings and every frame whose fingerprint and checksum match.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from PIL import Image
+
+from prodvid_core import artifacts, canvas, frames, hero, layout, mask, models, video
+from prodvid_core.brief import Brief
+from prodvid_core.canvas import Canvas
+from prodvid_core.errors import validate_sku
+from prodvid_core.frames import FrameSet
+from prodvid_core.hero import HeroResult
+from prodvid_core.storage import ObjectStore
+from prodvid_core.video import VideoResult
+
+__all__ = ["Settings", "SkuResult", "generate_sku", "make_canvas", "make_hero", "make_frames", "make_video"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings shared by the CLI, the Python API and the Dagster resources (same names, same env vars)."""
+
+    hero_model: str = models.DEFAULT_HERO_MODEL
+    frames_model: str = models.DEFAULT_FRAMES_MODEL
+    device: str = "auto"
+    dtype: str | None = None
+    scheduler: str | None = None
+    size: int = 512
+    fill: float = 0.7
+    steps: int = 25
+    guidance: float = 7.5
+    lookahead: int = 128
+    max_window: int = 768
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        """Defaults, then `PRODVID_*` env vars, then `overrides` (e.g. CLI flags) that are not None."""
+        env = os.environ
+        settings = cls()
+        if env.get("PRODVID_PRESET"):
+            settings = settings.with_preset(env["PRODVID_PRESET"])
+        from_env = {
+            "hero_model": env.get("PRODVID_HERO_MODEL"),
+            "frames_model": env.get("PRODVID_FRAMES_MODEL"),
+            "device": env.get("PRODVID_DEVICE"),
+        }
+        settings = replace(settings, **{k: v for k, v in from_env.items() if v})
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    def with_preset(self, preset: str) -> Settings:
+        if preset != models.TINY_PRESET:
+            raise ValueError(f"`preset` has to be {models.TINY_PRESET!r} but is {preset!r}.")
+        return replace(self, hero_model=preset, frames_model=preset)
+
+    def model_key(self, model: str) -> str:
+        """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
+        return f"{model}|{self.scheduler or 'default'}|{models.resolve_device(self.device)}|{self.dtype or 'auto'}"
+
+    def load(self, model: str):
+        return models.load_inpaint_pipeline(model, device=self.device, dtype=self.dtype, scheduler=self.scheduler)
+
+
+@dataclass
+class SkuResult:
+    """What `generate_sku` made, and where it stored it."""
+
+    canvas: Canvas
+    mask: Image.Image
+    hero: HeroResult
+    frames: FrameSet
+    video: VideoResult
+    hero_reused: bool
+    keys: list[str] = field(default_factory=list)
+
+
+def make_canvas(photo: bytes, *, sku: str, settings: Settings) -> tuple[Canvas, Image.Image]:
+    expanded = canvas.expand(photo, sku=sku, size=settings.size, fill=settings.fill)
+    return expanded, mask.segment(expanded.image, sku=sku)
+
+
+def make_hero(
+    store: ObjectStore, sku: str, expanded: Canvas, product: Image.Image, brief: Brief, settings: Settings
+) -> tuple[HeroResult, bool]:
+    """The hero image: reused when the stored one was made from this canvas with these settings."""
+    canvas_sha = frames.sha256(frames.png_bytes(expanded.image))
+    model = settings.model_key(settings.hero_model)
+    stored = artifacts.read_json(store, layout.hero_json(sku))
+    wanted = {
+        "model": model, "prompt": brief.prompt, "negative_prompt": brief.negative_prompt, "seed": brief.seed,
+        "steps": settings.steps, "guidance": settings.guidance, "canvas_sha256": canvas_sha,
+    }  # fmt: skip
+    if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.exists(layout.hero_png(sku)):
+        loaded = artifacts.load_hero(store, sku)
+        if frames.sha256(frames.png_bytes(loaded.image)) == stored.get("sha256"):
+            return loaded, True
+    result = hero.generate(
+        settings.load(settings.hero_model), expanded.image, product, sku=sku, prompt=brief.prompt,
+        negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
+        guidance=settings.guidance, model=model,
+    )  # fmt: skip
+    artifacts.save_hero(store, sku, result, canvas_sha256=canvas_sha)
+    return result, False
+
+
+def make_frames(
+    store: ObjectStore,
+    sku: str,
+    hero_image: Image.Image,
+    brief: Brief,
+    settings: Settings,
+    *,
+    pipe=None,
+    on_frame: Callable[[dict, bool], None] | None = None,
+) -> FrameSet:
+    frame_settings = frames.FrameSettings(
+        prompt=brief.prompt, negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
+        guidance=settings.guidance, lookahead=settings.lookahead, max_window=settings.max_window,
+        model=settings.model_key(settings.frames_model),
+    )  # fmt: skip
+    pipe = pipe if pipe is not None else settings.load(settings.frames_model)
+    path = brief.camera_path(sku)
+    return frames.generate(pipe, store, hero_image, path, frame_settings, sku=sku, on_frame=on_frame)
+
+
+def make_video(store: ObjectStore, sku: str, frame_set: FrameSet) -> VideoResult:
+    frames_iter = frames.load_frames(store, sku, frame_set.manifest)
+    return video.encode(frames_iter, fps=frame_set.manifest["fps"], sku=sku)
+
+
+def generate_sku(
+    store: ObjectStore,
+    sku: str,
+    photo: bytes,
+    brief: Brief,
+    settings: Settings,
+    *,
+    on_frame: Callable[[dict, bool], None] | None = None,
+) -> SkuResult:
+    """Make and store everything for one SKU: canvas, mask, hero image, frames and video.
+
+    Example:
+        >>> store = LocalStore("prodvid-data")
+        >>> brief = parse_brief({"prompt": "on a marble kitchen counter"}, sku="MUG-1")
+        >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, Settings().with_preset("tiny"))
+        >>> result.keys
+    """
+    # 1. Check inputs: SKU and brief are validated before anything is read or written
+    validate_sku(sku)
+    brief.camera_path(sku)
+
+    # 2. Canvas and mask (cheap, made every time; stored for people and for Dagster)
+    expanded, product = make_canvas(photo, sku=sku, settings=settings)
+    keys = artifacts.save_canvas(store, sku, expanded) + artifacts.save_mask(store, sku, product)
+
+    # 3. Hero image
+    hero_result, hero_reused = make_hero(store, sku, expanded, product, brief, settings)
+    keys += [layout.hero_png(sku), layout.hero_json(sku)]
+
+    # 4. Frames (resumes from what is stored)
+    frame_set = make_frames(store, sku, hero_result.image, brief, settings, on_frame=on_frame)
+    keys += [*frame_set.keys, layout.frames_manifest(sku)]
+
+    # 5. Video
+    video_result = make_video(store, sku, frame_set)
+    keys += artifacts.save_video(store, sku, video_result)
+    return SkuResult(expanded, product, hero_result, frame_set, video_result, hero_reused, keys)
