@@ -1,0 +1,38 @@
+# prodvid: `make demo` and `make test` set everything up on a fresh machine, then run.
+# torch==2.13.0 is installed first: pip finds its CPU build on this machine's disk, and the package's
+# torch range then admits it, so no multi-GB CUDA build is ever pulled. On a GPU machine, install the CUDA
+# build of torch 2.13 into the venv instead before `make setup`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.prodvid-installed
+SAMPLE := build/sample/BOTTLE-1.png
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dagster,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/prodvid sample $(SAMPLE)
+	$(BIN)/prodvid generate BOTTLE-1 --image $(SAMPLE) --preset tiny --steps 8 \
+		--prompt "a glass bottle on a sunlit marble kitchen counter, soft morning light"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/bench_frames.py
+
+clean:
+	rm -rf build prodvid-data .pytest_cache
