@@ -12,6 +12,9 @@ in-process mocks). Use from pytest (register this module in `tests/conftest.py` 
 
 The server needs no credentials, but boto3 signs every request, so the fixtures set dummy `AWS_*` variables
 (and hide `~/.aws`) for the session; a real account can never be reached by accident.
+
+PYTEST_DONT_REWRITE: this module has no asserts and test modules import it directly, before pytest could
+register it as a plugin; the marker keeps pytest from warning that it cannot rewrite it.
 """
 
 from __future__ import annotations
