@@ -7,10 +7,24 @@ leave storage consistent and lets a re-run trust what it finds.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 
 from prodvid_core.errors import StorageError
 
@@ -54,7 +68,9 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object; inputs under `inbox/` are never deleted by prodvid."""
         if _check_key(key).startswith(INBOX_PREFIX):
-            raise StorageError(f"Refusing to delete input {key!r}: prodvid never deletes what lands in the inbox.")
+            raise StorageError(
+                f"Refusing to delete input {key!r}: prodvid never deletes what lands in the inbox."
+            )
         self._delete(key)
 
 
@@ -109,10 +125,116 @@ class LocalStore(ObjectStore):
 
 
 class S3Store(ObjectStore):
-    """An S3-compatible bucket (AWS S3, MinIO, R2, a local test server) through boto3."""
+    """An S3-compatible bucket (AWS S3, MinIO, R2, a local test server) through boto3.
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, client=None):
-        raise NotImplementedError  # filled in by the storage work
+    Keys live under `prefix` in `bucket`. A single `put_object` is atomic in S3, so writes need no temp
+    objects. Credentials come only from boto3's usual chain (`AWS_*` env vars, `~/.aws` files, instance
+    roles), never from prodvid's config, so they never reach a run config or a log. Every boto error becomes
+    a `StorageError` naming the bucket, the endpoint and the fix; a missing key stays `FileNotFoundError`.
+
+    Args:
+        endpoint_url: an S3-compatible server (`PRODVID_S3_ENDPOINT_URL`); `None` means AWS.
+        client: a ready boto3 S3 client, for callers that configure their own.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        client: BaseClient | None = None,
+    ):
+        if not bucket:
+            raise StorageError("S3 bucket name is empty: use a store location like s3://my-bucket/prefix.")
+        prefix = prefix.rstrip("/")
+        self.bucket = bucket
+        self.prefix = _check_key(prefix) + "/" if prefix else ""
+        self.endpoint_url = endpoint_url
+        self.client = client or _s3_client(endpoint_url)
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
+
+    def read_bytes(self, key: str) -> bytes:
+        url = self.url(key)
+        with self._errors("read", url):
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(errno.ENOENT, "No such S3 object", url) from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        url = self.url(key)
+        with self._errors("write", url):
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
+
+    def exists(self, key: str) -> bool:
+        """A one-key listing rather than HEAD: HEAD answers a bare 404 for a missing bucket as well, which
+        would make a misconfigured store look empty instead of failing."""
+        url, full_key = self.url(key), self.prefix + key
+        with self._errors("check", url):
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=full_key, MaxKeys=1)
+        return any(obj["Key"] == full_key for obj in page.get("Contents", []))
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys = []
+        with self._errors("list", f"s3://{self.bucket}/{self.prefix}{prefix}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix
+            )
+            for page in pages:
+                keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def _delete(self, key: str) -> None:
+        url = self.url(key)
+        with self._errors("delete", url):
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{_check_key(key)}"
+
+    @contextmanager
+    def _errors(self, action: str, url: str) -> Iterator[None]:
+        """Turn boto's errors into one `StorageError` a person can act on (credentials never appear)."""
+        where = f"Cannot {action} {url} (bucket {self.bucket!r} at {self.client.meta.endpoint_url})"
+        try:
+            yield
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                fix = "the bucket does not exist; create it, or fix the bucket in PRODVID_STORE"
+            elif code in _DENIED_CODES:
+                fix = f"access denied ({code}); check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)"
+            else:
+                fix = f"{code}: {e.response.get('Error', {}).get('Message', '')}"
+            raise StorageError(f"{where}: {fix}.") from e
+        except (EndpointConnectionError, ConnectTimeoutError) as e:
+            fix = "the endpoint is unreachable; check PRODVID_S3_ENDPOINT_URL and that the server runs"
+            raise StorageError(f"{where}: {fix}.") from e
+        except NoCredentialsError as e:
+            fix = "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+            raise StorageError(f"{where}: {fix}.") from e
+        except BotoCoreError as e:
+            raise StorageError(f"{where}: {e}") from e
+
+
+_DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+
+
+def _s3_client(endpoint_url: str | None) -> BaseClient:
+    """A client on boto3's credential chain; region from `AWS_DEFAULT_REGION` or ~/.aws, else us-east-1."""
+    session = boto3.session.Session()
+    config = Config(
+        # Path-style URLs work on every S3-compatible server (MinIO, R2, moto); AWS keeps its default.
+        s3={"addressing_style": "path"} if endpoint_url else None,
+        # boto3 >= 1.36 adds CRC checksums by default, which some S3-compatible servers reject.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    region = session.region_name or "us-east-1"
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def open_store(location: str | None = None, *, endpoint_url: str | None = None) -> ObjectStore:

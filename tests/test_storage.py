@@ -1,0 +1,210 @@
+"""One set of behaviour tests for every `ObjectStore`: a local folder and an S3 bucket on a real S3 server."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from prodvid_core.errors import StorageError
+from prodvid_core.storage import LocalStore, ObjectStore, S3Store, open_store
+from s3_server import DUMMY_AWS_ENV, start_s3_server
+
+pytest_plugins = ["s3_server"]  # s3_endpoint, s3_store; harmless once tests/conftest.py registers it too
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    return request.getfixturevalue("s3_store")
+
+
+# --- the same behaviour on every store ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x00\xff\n\r binary", os.urandom(3 * 1024 * 1024 + 7)], ids=lambda d: f"{len(d)}B"
+)
+def test_round_trip(store: ObjectStore, data: bytes) -> None:
+    store.write_bytes("hero_image/SKU-1.png", data)
+    assert store.read_bytes("hero_image/SKU-1.png") == data
+
+
+def test_overwrite_replaces(store: ObjectStore) -> None:
+    store.write_bytes("mask/A.png", b"a much longer first version")
+    store.write_bytes("mask/A.png", b"second")
+    assert store.read_bytes("mask/A.png") == b"second"
+    assert store.list() == ["mask/A.png"]
+
+
+def test_exists(store: ObjectStore) -> None:
+    store.write_bytes("hero_image/A.png", b"x")
+    assert store.exists("hero_image/A.png")
+    assert not store.exists("hero_image/B.png")
+    assert not store.exists("hero_image")  # a "folder" is not an object
+    assert not store.exists("hero_image/A.pn")  # nor is a prefix of a key
+
+
+def test_list_is_sorted_and_filtered_by_prefix(store: ObjectStore) -> None:
+    keys = [
+        "frames/B/00001.png",
+        "inbox/A.json",
+        "frames/AB/00000.png",
+        "frames/A/00000.png",
+        "hero_image/A.png",
+    ]
+    for key in keys:
+        store.write_bytes(key, key.encode())
+    assert store.list() == sorted(keys)
+    assert store.list("frames/") == ["frames/A/00000.png", "frames/AB/00000.png", "frames/B/00001.png"]
+    assert store.list("frames/A/") == ["frames/A/00000.png"]
+    assert store.list("video/") == []
+
+
+def test_missing_key_is_file_not_found(store: ObjectStore) -> None:
+    store.write_bytes("hero_image/A.png", b"x")
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("hero_image/B.png")
+
+
+def test_delete_removes_outputs(store: ObjectStore) -> None:
+    store.write_bytes("video/A.mp4", b"v")
+    store.write_bytes("video/A.json", b"{}")
+    store.delete("video/A.mp4")
+    assert not store.exists("video/A.mp4")
+    assert store.list() == ["video/A.json"]
+    store.delete("video/A.mp4")  # deleting what is gone is not an error
+    assert store.list() == ["video/A.json"]
+
+
+def test_delete_refuses_inbox(store: ObjectStore) -> None:
+    store.write_bytes("inbox/A.png", b"the product photo")
+    with pytest.raises(StorageError, match="inbox"):
+        store.delete("inbox/A.png")
+    assert store.read_bytes("inbox/A.png") == b"the product photo"
+
+
+@pytest.mark.parametrize("key", ["../x", "/abs", "a//b", "", "a/../b", "a/./b", "a/"])
+def test_invalid_keys_are_rejected(store: ObjectStore, key: str) -> None:
+    for operation in (
+        store.read_bytes,
+        store.exists,
+        store.delete,
+        store.url,
+        lambda k: store.write_bytes(k, b""),
+    ):
+        with pytest.raises(StorageError, match="not a relative path"):
+            operation(key)
+    assert store.list() == []
+
+
+# --- LocalStore ----------------------------------------------------------------------------------------
+
+
+def test_local_write_failing_midway_keeps_old_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path)
+    store.write_bytes("hero_image/A.png", b"old")
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        store.write_bytes("hero_image/A.png", b"new")
+    assert store.read_bytes("hero_image/A.png") == b"old"
+    assert [p.name for p in (tmp_path / "hero_image").iterdir()] == ["A.png"]  # no temp file left behind
+
+
+def test_local_url_is_the_path(tmp_path: Path) -> None:
+    assert LocalStore(tmp_path).url("video/A.mp4") == str(tmp_path.resolve() / "video" / "A.mp4")
+
+
+def test_open_store_folder_is_local(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "data"))
+    assert isinstance(store, LocalStore)
+    store.write_bytes("mask/A.png", b"m")
+    assert (tmp_path / "data" / "mask" / "A.png").read_bytes() == b"m"
+
+
+# --- S3Store -------------------------------------------------------------------------------------------
+
+
+def test_s3_keys_live_under_the_prefix(s3_store: S3Store) -> None:
+    s3_store.write_bytes("hero_image/A.png", b"x")
+    sibling = S3Store(s3_store.bucket, "runs/xy", endpoint_url=s3_store.endpoint_url)
+    sibling.write_bytes("hero_image/B.png", b"y")
+
+    listed = s3_store.client.list_objects_v2(Bucket=s3_store.bucket)["Contents"]
+    assert sorted(obj["Key"] for obj in listed) == ["runs/x/hero_image/A.png", "runs/xy/hero_image/B.png"]
+    assert s3_store.list() == ["hero_image/A.png"]
+    assert not s3_store.exists("hero_image/B.png")
+    assert s3_store.url("hero_image/A.png") == f"s3://{s3_store.bucket}/runs/x/hero_image/A.png"
+
+
+def test_s3_list_pages_past_1000_keys(s3_store: S3Store) -> None:
+    keys = [f"frames/A/{i:05d}.png" for i in range(1001)]  # S3 returns at most 1000 keys per page
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: s3_store.write_bytes(key, b""), keys))
+    assert s3_store.list("frames/A/") == keys
+
+
+def test_open_store_s3(s3_store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(f"s3://{s3_store.bucket}/runs/x/", endpoint_url=s3_store.endpoint_url)
+    assert isinstance(store, S3Store)
+    store.write_bytes("video/A.mp4", b"v")
+    assert s3_store.read_bytes("video/A.mp4") == b"v"  # same bucket and prefix
+
+    monkeypatch.setenv("PRODVID_STORE", f"s3://{s3_store.bucket}/runs/x")
+    monkeypatch.setenv("PRODVID_S3_ENDPOINT_URL", s3_store.endpoint_url)
+    assert open_store().list() == ["video/A.mp4"]
+
+
+def test_s3_missing_bucket_is_storage_error(s3_endpoint: str) -> None:
+    store = S3Store("prodvid-no-such-bucket", "runs/x", endpoint_url=s3_endpoint)
+    operations = [
+        store.list,
+        lambda: store.read_bytes("a"),
+        lambda: store.exists("a"),
+        lambda: store.write_bytes("a", b""),
+    ]
+    for operation in operations:
+        with pytest.raises(
+            StorageError,
+            match=r"'prodvid-no-such-bucket' at http://127\.0\.0\.1:\d+.*does not exist; create it",
+        ):
+            operation()
+
+
+def test_s3_unreachable_endpoint_is_storage_error(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # fail at once instead of retrying a closed port
+    store = S3Store("prodvid-any-bucket", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(StorageError, match=r"127\.0\.0\.1:9.*unreachable.*PRODVID_S3_ENDPOINT_URL"):
+        store.exists("a")
+
+
+def test_s3_rejected_credentials_are_storage_error(s3_endpoint: str) -> None:
+    # s3_endpoint provides the dummy keys; a second server that checks keys (moto's IAM mode) turns them away.
+    endpoint, stop = start_s3_server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    try:
+        store = S3Store("prodvid-any-bucket", endpoint_url=endpoint)
+        with pytest.raises(StorageError, match="access denied.*AWS_ACCESS_KEY_ID"):
+            store.write_bytes("a", b"")
+    finally:
+        stop()
+
+
+def test_s3_repr_has_no_secrets(s3_store: S3Store) -> None:
+    text = repr(s3_store)
+    assert s3_store.bucket in text and s3_store.endpoint_url in text
+    assert DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"] not in text
+    assert DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"] not in text
+
+
+def test_s3_empty_bucket_name_is_rejected() -> None:
+    with pytest.raises(StorageError, match="bucket name is empty"):
+        open_store("s3://")
