@@ -12,7 +12,6 @@ from prodvid_core.errors import StorageError
 from prodvid_core.storage import LocalStore, ObjectStore, S3Store, open_store
 from s3_server import DUMMY_AWS_ENV, start_s3_server
 
-pytest_plugins = ["s3_server"]  # s3_endpoint, s3_store; harmless once tests/conftest.py registers it too
 
 
 @pytest.fixture(params=["local", "s3"])
