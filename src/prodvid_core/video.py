@@ -46,14 +46,20 @@ class VideoResult:
         }
 
 
-def probe(data: bytes) -> tuple[int, float, tuple[int, int]]:
-    """Decode an MP4 fully: (frames counted, fps, (width, height))."""
+def _decode(data: bytes) -> tuple[dict, int]:
+    """Decode an MP4 fully: the stream's metadata and the frames counted."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "video.mp4"
         path.write_bytes(data)
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = next(reader)
         count = sum(1 for _ in reader)
+    return meta, count
+
+
+def probe(data: bytes) -> tuple[int, float, tuple[int, int]]:
+    """Decode an MP4 fully: (frames counted, fps, (width, height))."""
+    meta, count = _decode(data)
     return count, float(meta["fps"]), tuple(meta["size"])
 
 
@@ -87,10 +93,11 @@ def encode(frames: Iterable[np.ndarray], *, fps: int, sku: str = "", quality: in
             count += 1
         writer.close()
         data = Path(path).read_bytes()
-    decoded, decoded_fps, decoded_size = probe(data)
-    if decoded != count or decoded_size != (width, height) or round(decoded_fps) != fps:
+    meta, decoded = _decode(data)
+    seen = (decoded, round(meta["fps"]), tuple(meta["size"]), meta["codec"], meta["pix_fmt"].split("(")[0])
+    if seen != (count, fps, (width, height), "h264", "yuv420p"):
         raise GenerationError(
-            f"SKU {sku}: the encoded video decodes to {decoded} frames at {decoded_fps} fps, {decoded_size}, "
-            f"but {count} frames at {fps} fps, {(width, height)} were written."
+            f"SKU {sku}: the encoded video decodes to {seen} (frames, fps, size, codec, pixel format) "
+            f"but {count} frames at {fps} fps, {width}x{height}, h264, yuv420p were written."
         )
     return VideoResult(data=data, fps=fps, frame_count=count, size=(width, height))
