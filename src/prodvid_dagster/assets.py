@@ -1,0 +1,277 @@
+"""The five assets, one dynamic partition per SKU: expanded_canvas → mask → hero_image → frames → video.
+
+Each asset is a call into `prodvid_core` plus the metadata a person wants in the UI. Each returns a dict
+keyed by SKU covering every partition of its step (one in a normal run, many in a single-run backfill,
+where the models stay loaded for all SKUs); `io_manager.ObjectStoreIOManager` stores the entries as files.
+
+The scene comes from the SKU's brief, `inbox/<SKU>.json`; any field set in the run config (the sensor
+fills it from the brief, a person can edit it in the launchpad) wins. `hero_image` takes the prompt,
+negative prompt and seed; `frames` paints the same scene as the hero image and takes the camera, frame
+count and fps.
+"""
+
+import base64
+import contextlib
+import io
+import json
+import time
+from collections.abc import Iterator
+
+from PIL import Image
+from prodvid_core.canvas import Canvas, expand
+from prodvid_core.mask import segment
+from pydantic import Field
+
+import dagster as dg
+from prodvid_core import layout
+from prodvid_core.errors import InvalidBriefError, ProdvidError
+from prodvid_core.frames import FrameSet
+from prodvid_core.hero import HeroResult
+from prodvid_core.run import make_frames, make_hero, make_video
+from prodvid_core.storage import ObjectStore
+from prodvid_core.video import VideoResult
+from prodvid_dagster import inbox
+from prodvid_dagster.partitions import sku_partitions
+from prodvid_dagster.resources import ModelsResource, StoreResource
+
+__all__ = [
+    "SceneConfig",
+    "CameraConfig",
+    "expanded_canvas",
+    "mask",
+    "hero_image",
+    "frames",
+    "video",
+    "ASSETS",
+]
+
+GROUP = "prodvid"
+GPU_POOL = "gpu"
+FRAMES_RETRY = dg.RetryPolicy(max_retries=2, delay=2)
+_PARTITIONED = {
+    "partitions_def": sku_partitions,
+    "group_name": GROUP,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+}
+
+
+class SceneConfig(dg.Config):
+    """The hero image's scene; unset fields come from `inbox/<SKU>.json`."""
+
+    prompt: str | None = Field(None, description="The scene, e.g. 'on a marble kitchen counter'.")
+    negative_prompt: str | None = Field(None, description="What the scene must not show.")
+    seed: int | None = Field(None, description="Seed of every diffusion call (0 or more).")
+
+
+class CameraConfig(dg.Config):
+    """The video's camera; unset fields come from `inbox/<SKU>.json`."""
+
+    camera: str | None = Field(
+        None,
+        description='A path name (drift, seed, pan, polyline, arc) or a JSON object: {"path": "pan", ...}.',
+    )
+    num_frames: int | None = Field(None, description="Frames in the video, counting the hero image.")
+    fps: int | None = Field(None, description="Frames per second of the video.")
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A user mistake fails the step with its one-line message, and is not retried: retrying cannot fix it."""
+    try:
+        yield
+    except ProdvidError as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from e
+
+
+def _preview(image: Image.Image) -> dg.MetadataValue:
+    """A thumbnail as a markdown data URI, under the 1,000 characters the UI renders in place."""
+    for side, quality in ((64, 80), (64, 50), (48, 50), (32, 40)):
+        thumb = image.convert("RGB")
+        thumb.thumbnail((side, side))
+        buf = io.BytesIO()
+        thumb.save(buf, format="WEBP", quality=quality)
+        md = f"![preview](data:image/webp;base64,{base64.b64encode(buf.getvalue()).decode()})"
+        if len(md) < 1000:
+            return dg.MetadataValue.md(md)
+    return dg.MetadataValue.md("(preview too large to show in place)")
+
+
+def _where(store: ObjectStore, key: str) -> dg.MetadataValue:
+    url = store.url(key)
+    return dg.MetadataValue.url(url) if "://" in url else dg.MetadataValue.path(url)
+
+
+def _camera(value: str | None, sku: str) -> dict | None:
+    if value is None or not value.strip().startswith("{"):
+        return None if value is None else {"path": value.strip()}
+    try:
+        return json.loads(value)
+    except ValueError as e:
+        raise InvalidBriefError(
+            f"SKU {sku}: config `camera` is not a path name or a JSON object ({e})."
+        ) from None
+
+
+@dg.asset(**_PARTITIONED, kinds={"pillow"})
+def expanded_canvas(
+    context: dg.AssetExecutionContext, models: ModelsResource, store: StoreResource
+) -> dict[str, Canvas]:
+    """The product photo from the inbox, normalized and placed on a white canvas of the model's size
+    (`expanded_canvas/<SKU>.png` + placement JSON)."""
+    settings, st = models.settings(), store.open()
+    out = {}
+    for sku in context.partition_keys:
+        start = time.perf_counter()
+        with _user_errors():
+            photo = inbox.photo_key(st, sku)
+            out[sku] = expand(st.read_bytes(photo), sku=sku, size=settings.size, fill=settings.fill)
+        meta = out[sku].metadata()
+        context.add_asset_metadata(
+            {
+                "preview": _preview(out[sku].image),
+                "photo": _where(st, photo),
+                "size": list(out[sku].image.size),
+                "placement": dg.MetadataValue.json(meta),
+                "seconds": round(time.perf_counter() - start, 3),
+                "storage": _where(st, layout.canvas_png(sku)),
+            },
+            partition_key=sku,
+        )
+    return out
+
+
+@dg.asset(**_PARTITIONED, kinds={"pillow"})
+def mask(
+    context: dg.AssetExecutionContext, expanded_canvas: dict[str, Canvas], store: StoreResource
+) -> dict[str, Image.Image]:
+    """The product's mask on the canvas: 255 product, 0 background (`mask/<SKU>.png`)."""
+    st = store.open()
+    out = {}
+    for sku in context.partition_keys:
+        with _user_errors():
+            out[sku] = segment(expanded_canvas[sku].image, sku=sku)
+        histogram = out[sku].convert("L").histogram()
+        context.add_asset_metadata(
+            {
+                "preview": _preview(out[sku]),
+                "product pixels": sum(histogram[128:]),
+                "storage": _where(st, layout.mask_png(sku)),
+            },
+            partition_key=sku,
+        )
+    return out
+
+
+@dg.asset(**_PARTITIONED, pool=GPU_POOL, kinds={"pytorch"})
+def hero_image(
+    context: dg.AssetExecutionContext,
+    config: SceneConfig,
+    expanded_canvas: dict[str, Canvas],
+    mask: dict[str, Image.Image],
+    models: ModelsResource,
+    store: StoreResource,
+) -> dict[str, HeroResult]:
+    """The scene painted around the product by the hero model, every product pixel pasted back exactly
+    (`hero_image/<SKU>.png` + JSON). Reused when the stored one was made with the same settings."""
+    settings, st = models.settings(), store.open()
+    out = {}
+    for sku in context.partition_keys:
+        with _user_errors():
+            brief = inbox.brief_with(
+                st, sku, prompt=config.prompt, negative_prompt=config.negative_prompt, seed=config.seed
+            )
+            out[sku], reused = make_hero(st, sku, expanded_canvas[sku], mask[sku], brief, settings)
+        context.log.info(f"SKU {sku}: hero image {'reused' if reused else 'made'} in {out[sku].seconds} s")
+        context.add_asset_metadata(
+            {
+                "preview": _preview(out[sku].image),
+                "model": out[sku].model,
+                "prompt": out[sku].prompt,
+                "seed": out[sku].seed,
+                "steps": out[sku].steps,
+                "guidance": out[sku].guidance,
+                "attempts": out[sku].attempts,
+                "seconds": out[sku].seconds,
+                "diffusion calls": 0 if reused else out[sku].attempts,
+                "reused": reused,
+                "storage": _where(st, layout.hero_png(sku)),
+            },
+            partition_key=sku,
+        )
+    return out
+
+
+@dg.asset(**_PARTITIONED, pool=GPU_POOL, retry_policy=FRAMES_RETRY, kinds={"pytorch"})
+def frames(
+    context: dg.AssetExecutionContext,
+    config: CameraConfig,
+    hero_image: dict[str, HeroResult],
+    models: ModelsResource,
+    store: StoreResource,
+) -> dict[str, FrameSet]:
+    """The video's frames, windows of a world canvas painted once (`frames/<SKU>/*.png` + manifest.json).
+    Each frame is stored as it is made; a retry or a re-execution reuses every stored frame whose
+    fingerprint matches and paints only the missing ones."""
+    settings, st = models.settings(), store.open()
+    pipe = models.pipeline(settings.frames_model)
+    out = {}
+    for sku in context.partition_keys:
+        hero = hero_image[sku]
+        with _user_errors():
+            brief = inbox.brief_with(
+                st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
+                camera=_camera(config.camera, sku), num_frames=config.num_frames, fps=config.fps,
+            )  # fmt: skip
+            total = brief.camera_path(sku).num_frames
+
+            def on_frame(record: dict, reused: bool, sku: str = sku, total: int = total) -> None:
+                state = "reused" if reused else "made"
+                context.log.info(f"SKU {sku}: frame {record['index'] + 1}/{total} {state}")
+
+            out[sku] = make_frames(st, sku, hero.image, brief, settings, pipe=pipe, on_frame=on_frame)
+        keys = out[sku].keys
+        context.add_asset_metadata(
+            {
+                "first frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[0])))),
+                "last frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[-1])))),
+                "frames": out[sku].count,
+                "diffusion calls": out[sku].calls_made,
+                "frames reused": out[sku].frames_reused,
+                "seconds": out[sku].seconds,
+                "model": out[sku].manifest["model"],
+                "seed": out[sku].manifest["seed"],
+                "steps": out[sku].manifest["steps"],
+                "camera": dg.MetadataValue.json(brief.camera),
+                "storage": _where(st, layout.frames_manifest(sku)),
+            },
+            partition_key=sku,
+        )
+    return out
+
+
+@dg.asset(**_PARTITIONED, kinds={"ffmpeg"})
+def video(
+    context: dg.AssetExecutionContext, frames: dict[str, FrameSet], store: StoreResource
+) -> dict[str, VideoResult]:
+    """The frames as an H.264 MP4 that browsers play (`video/<SKU>.mp4` + JSON), verified by decoding."""
+    st = store.open()
+    out = {}
+    for sku in context.partition_keys:
+        start = time.perf_counter()
+        with _user_errors():
+            out[sku] = make_video(st, sku, frames[sku])
+        context.add_asset_metadata(
+            {
+                "frames": out[sku].frame_count,
+                "fps": out[sku].fps,
+                "size": list(out[sku].size),
+                "bytes": len(out[sku].data),
+                "seconds": round(time.perf_counter() - start, 3),
+                "storage": _where(st, layout.video_mp4(sku)),
+            },
+            partition_key=sku,
+        )
+    return out
+
+
+ASSETS = [expanded_canvas, mask, hero_image, frames, video]

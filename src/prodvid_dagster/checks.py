@@ -1,0 +1,205 @@
+"""Per-SKU blocking checks: the product is exact in the hero image and in every frame, no frame is blank,
+and the video decodes to the frames it was made from.
+
+Each check is partitioned like its asset, so its result is recorded against the SKU. In a single-run
+backfill one check step covers many SKUs: it records one evaluation per SKU and returns their summary
+(which Dagster stores without a partition), failing if any SKU fails.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from prodvid_core.canvas import Canvas
+
+import dagster as dg
+from prodvid_core.frames import FrameSet, load_frames
+from prodvid_core.hero import HeroResult
+from prodvid_core.inpaint import is_unusable
+from prodvid_core.video import VideoResult, probe
+from prodvid_dagster.assets import frames, hero_image, video
+from prodvid_dagster.partitions import sku_partitions
+from prodvid_dagster.resources import StoreResource
+
+__all__ = ["hero_product_exact", "frames_product_exact", "frames_not_blank", "video_decodes", "CHECKS"]
+
+_PRODUCT_INS = {"expanded_canvas": dg.AssetIn("expanded_canvas"), "mask": dg.AssetIn("mask")}
+
+
+@dataclass
+class _Outcome:
+    passed: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+def _product(canvas: Canvas, product_mask: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The product's pixel coordinates (ys, xs) on the canvas and their reference colours."""
+    ys, xs = np.nonzero(np.asarray(product_mask.convert("L")) >= 128)
+    return ys, xs, np.asarray(canvas.image.convert("RGB"))[ys, xs]
+
+
+def _differing(
+    image: np.ndarray, ys, xs, reference: np.ndarray, offset=(0, 0)
+) -> tuple[int, int, tuple | None]:
+    """Product pixels visible, how many differ and the first that does (x, y), the product moved by offset."""
+    h, w = image.shape[:2]
+    y, x = ys + offset[1], xs + offset[0]
+    visible = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    bad = np.any(image[y[visible], x[visible]] != reference[visible], axis=-1)
+    first = None
+    if bad.any():
+        i = int(np.argmax(bad))
+        first = (int(x[visible][i]), int(y[visible][i]))
+    return int(visible.sum()), int(bad.sum()), first
+
+
+def _report(context: dg.AssetCheckExecutionContext, outcomes: dict[str, _Outcome]) -> dg.AssetCheckResult:
+    """One SKU: its result, recorded against its partition by Dagster. Many: one evaluation per SKU
+    logged here against its partition, and a summary returned."""
+    if len(outcomes) == 1:
+        (outcome,) = outcomes.values()
+        return dg.AssetCheckResult(
+            passed=outcome.passed, description=outcome.description, metadata=outcome.metadata
+        )
+    spec = context.check_specs[0]
+    for sku, outcome in outcomes.items():
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=outcome.passed,
+                description=outcome.description,
+                metadata=outcome.metadata,
+                blocking=True,
+                partition=sku,
+            )
+        )
+    failed = [f"{outcome.description}" for outcome in outcomes.values() if not outcome.passed]
+    return dg.AssetCheckResult(
+        passed=not failed,
+        description="; ".join(failed) if failed else f"{len(outcomes)} SKUs passed: {', '.join(outcomes)}.",
+        metadata={"SKUs": len(outcomes), "failed": len(failed)},
+    )
+
+
+def _skus(context: dg.AssetCheckExecutionContext) -> Iterable[str]:
+    return context.partition_keys
+
+
+@dg.asset_check(asset=hero_image, blocking=True, partitions_def=sku_partitions, additional_ins=_PRODUCT_INS)
+def hero_product_exact(
+    context: dg.AssetCheckExecutionContext,
+    hero_image: dict[str, HeroResult],
+    expanded_canvas: dict[str, Canvas],
+    mask: dict[str, Image.Image],
+) -> dg.AssetCheckResult:
+    """Every product pixel of the hero image equals the expanded canvas exactly (difference 0)."""
+    outcomes = {}
+    for sku in _skus(context):
+        ys, xs, reference = _product(expanded_canvas[sku], mask[sku])
+        pixels, bad, first = _differing(np.asarray(hero_image[sku].image.convert("RGB")), ys, xs, reference)
+        outcomes[sku] = _Outcome(
+            passed=bad == 0,
+            description=(
+                f"SKU {sku}: all {pixels} product pixels of the hero image are exact."
+                if bad == 0
+                else f"SKU {sku}: {bad} of {pixels} product pixels of the hero image differ from the canvas "
+                f"(first at x={first[0]}, y={first[1]})."
+            ),
+            metadata={"product pixels": pixels, "differing pixels": bad},
+        )
+    return _report(context, outcomes)
+
+
+@dg.asset_check(asset=frames, blocking=True, partitions_def=sku_partitions, additional_ins=_PRODUCT_INS)
+def frames_product_exact(
+    context: dg.AssetCheckExecutionContext,
+    frames: dict[str, FrameSet],
+    expanded_canvas: dict[str, Canvas],
+    mask: dict[str, Image.Image],
+    store: StoreResource,
+) -> dg.AssetCheckResult:
+    """In every frame, every visible product pixel equals the canvas at its shifted position exactly."""
+    st = store.open()
+    outcomes = {}
+    for sku in _skus(context):
+        ys, xs, reference = _product(expanded_canvas[sku], mask[sku])
+        records = frames[sku].manifest["frames"]
+        bad_frames, checked = [], 0
+        for record, image in zip(records, load_frames(st, sku, frames[sku].manifest), strict=True):
+            pixels, bad, first = _differing(image, ys, xs, reference, tuple(record["offset"]))
+            checked += pixels
+            if bad:
+                bad_frames.append(
+                    f"frame {record['index']}: {bad} pixels (first at x={first[0]}, y={first[1]})"
+                )
+        outcomes[sku] = _Outcome(
+            passed=not bad_frames,
+            description=(
+                f"SKU {sku}: the product is exact in all {len(records)} frames ({checked} pixels checked)."
+                if not bad_frames
+                else f"SKU {sku}: product pixels differ in {len(bad_frames)} of {len(records)} frames: "
+                + "; ".join(bad_frames[:5])
+            ),
+            metadata={"frames": len(records), "pixels checked": checked, "frames differing": len(bad_frames)},
+        )
+    return _report(context, outcomes)
+
+
+@dg.asset_check(asset=frames, blocking=True, partitions_def=sku_partitions)
+def frames_not_blank(
+    context: dg.AssetCheckExecutionContext, frames: dict[str, FrameSet], store: StoreResource
+) -> dg.AssetCheckResult:
+    """No frame is blank, constant or NaN (the core's own test for unusable model output)."""
+    st = store.open()
+    outcomes = {}
+    for sku in _skus(context):
+        blank = []
+        for record, image in zip(
+            frames[sku].manifest["frames"], load_frames(st, sku, frames[sku].manifest), strict=True
+        ):
+            reason = is_unusable(image.astype(np.float32) / 255.0)
+            if reason:
+                blank.append(f"frame {record['index']} is {reason}")
+        count = frames[sku].count
+        outcomes[sku] = _Outcome(
+            passed=not blank,
+            description=f"SKU {sku}: "
+            + ("; ".join(blank[:5]) if blank else f"none of the {count} frames is blank."),
+            metadata={"frames": count, "blank frames": len(blank)},
+        )
+    return _report(context, outcomes)
+
+
+@dg.asset_check(
+    asset=video, blocking=True, partitions_def=sku_partitions, additional_ins={"frames": dg.AssetIn("frames")}
+)
+def video_decodes(
+    context: dg.AssetCheckExecutionContext, video: dict[str, VideoResult], frames: dict[str, FrameSet]
+) -> dg.AssetCheckResult:
+    """The MP4 decodes to the expected frame count, fps and size (those of the frames' manifest)."""
+    outcomes = {}
+    for sku in _skus(context):
+        manifest = frames[sku].manifest
+        expected = (len(manifest["frames"]), manifest["fps"], tuple(manifest["size"]))
+        count, fps, size = probe(video[sku].data)
+        got = (count, round(fps), tuple(size))
+        outcomes[sku] = _Outcome(
+            passed=got == expected,
+            description=(
+                f"SKU {sku}: the video decodes to {count} frames at {fps:g} fps, {size[0]}x{size[1]}"
+                + (
+                    ", as expected."
+                    if got == expected
+                    else f", expected {expected[0]} frames at "
+                    f"{expected[1]:g} fps, {expected[2][0]}x{expected[2][1]}."
+                )
+            ),
+            metadata={"frames": count, "fps": fps, "size": list(size)},
+        )
+    return _report(context, outcomes)
+
+
+CHECKS = [hero_product_exact, frames_product_exact, frames_not_blank, video_decodes]

@@ -1,0 +1,103 @@
+"""The IO manager: each asset's value as the files of DESIGN.md's layout (PNG, MP4, JSON), never pickles.
+
+Every prodvid asset's value is a `dict` keyed by SKU, one entry per partition the step covers: one for a
+normal run, many for a single-run backfill. The IO manager stores and loads each entry through
+`prodvid_core.artifacts`, so the files are the same ones the CLI writes:
+
+| asset | value per SKU | files |
+|---|---|---|
+| `expanded_canvas` | `canvas.Canvas` | `expanded_canvas/<SKU>.png` + `.json` |
+| `mask` | PIL image, mode L | `mask/<SKU>.png` |
+| `hero_image` | `hero.HeroResult` | `hero_image/<SKU>.png` + `.json` (written by `run.make_hero`) |
+| `frames` | `frames.FrameSet` | `frames/<SKU>/00000.png …` + `manifest.json` (written frame by frame) |
+| `video` | `video.VideoResult` | `video/<SKU>.mp4` + `.json` |
+
+The hero image and the frames are stored by the core as they are made (that is what lets a re-run reuse
+them); for those two the IO manager only confirms the files are there.
+"""
+
+from collections.abc import Callable
+
+import dagster as dg
+from prodvid_core import artifacts, layout
+from prodvid_core.frames import FrameSet, read_manifest
+from prodvid_core.storage import ObjectStore
+from prodvid_dagster.resources import StoreResource
+
+__all__ = ["ObjectStoreIOManager", "load_frame_set"]
+
+
+def _require(store: ObjectStore, sku: str, keys: list[str]) -> None:
+    missing = [k for k in keys if not store.exists(k)]
+    if missing:
+        raise FileNotFoundError(f"SKU {sku}: expected the core to have stored {', '.join(missing)}.")
+
+
+def _confirm_hero(store: ObjectStore, sku: str, _value) -> None:
+    _require(store, sku, [layout.hero_png(sku), layout.hero_json(sku)])
+
+
+def _confirm_frames(store: ObjectStore, sku: str, value: FrameSet) -> None:
+    _require(store, sku, [layout.frames_manifest(sku), *value.keys])
+
+
+def load_frame_set(store: ObjectStore, sku: str) -> FrameSet:
+    """The stored frames of `sku` (its manifest), as a `FrameSet` that made no calls."""
+    manifest = read_manifest(store, sku)
+    if manifest is None:
+        raise FileNotFoundError(f"SKU {sku}: no {layout.frames_manifest(sku)}; materialize `frames` first.")
+    return FrameSet(
+        sku=sku, manifest=manifest, calls_made=0, frames_reused=len(manifest["frames"]), seconds=0.0
+    )
+
+
+_SAVE: dict[str, Callable[[ObjectStore, str, object], object]] = {
+    "expanded_canvas": artifacts.save_canvas,
+    "mask": artifacts.save_mask,
+    "hero_image": _confirm_hero,
+    "frames": _confirm_frames,
+    "video": artifacts.save_video,
+}
+_LOAD: dict[str, Callable[[ObjectStore, str], object]] = {
+    "expanded_canvas": artifacts.load_canvas,
+    "mask": artifacts.load_mask,
+    "hero_image": artifacts.load_hero,
+    "frames": load_frame_set,
+    "video": artifacts.load_video,
+}
+
+
+def _asset_name(context: dg.OutputContext | dg.InputContext) -> str:
+    name = context.asset_key.path[-1]
+    if name not in _LOAD:
+        raise dg.DagsterInvariantViolationError(
+            f"ObjectStoreIOManager has no file layout for asset {name!r}."
+        )
+    if not context.has_asset_partitions:
+        raise dg.DagsterInvariantViolationError(
+            f"ObjectStoreIOManager stores SKU partitions; {name!r} has none."
+        )
+    return name
+
+
+class ObjectStoreIOManager(dg.ConfigurableIOManager):
+    """Stores and loads prodvid's assets as files in the object store (see the module docstring)."""
+
+    store: dg.ResourceDependency[StoreResource]
+
+    def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
+        name = _asset_name(context)
+        skus = list(context.asset_partition_keys)
+        if not isinstance(obj, dict) or sorted(obj) != sorted(skus):
+            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise dg.DagsterInvariantViolationError(
+                f"Asset {name!r} must return a dict keyed by the step's SKUs {sorted(skus)}, got {got}."
+            )
+        store = self.store.open()
+        for sku in skus:
+            _SAVE[name](store, sku, obj[sku])
+
+    def load_input(self, context: dg.InputContext) -> dict:
+        name = _asset_name(context)
+        store = self.store.open()
+        return {sku: _LOAD[name](store, sku) for sku in context.asset_partition_keys}

@@ -1,0 +1,139 @@
+"""Resources: the models (diffusers pipelines, loaded once per process) and the object store.
+
+Every field is optional: a field left unset in Dagster config falls back to its `PRODVID_*` env var, then
+to the core default, so the same env vars configure the CLI, the Python API and Dagster (DESIGN.md,
+"Configuration"); config set in the launchpad wins over the environment.
+
+| field | env var | default |
+|---|---|---|
+| `StoreResource.location` | `PRODVID_STORE` | `./prodvid-data` |
+| `StoreResource.s3_endpoint_url` | `PRODVID_S3_ENDPOINT_URL` | AWS |
+| `ModelsResource.preset` | `PRODVID_PRESET` | unset (real models) |
+| `ModelsResource.hero_model` | `PRODVID_HERO_MODEL` | SD 1.5 inpainting |
+| `ModelsResource.frames_model` | `PRODVID_FRAMES_MODEL` | SD 2 inpainting |
+| `ModelsResource.device` | `PRODVID_DEVICE` | `auto` |
+| `ModelsResource.dtype` | `PRODVID_DTYPE` | float16 on CUDA, float32 on CPU |
+| `ModelsResource.scheduler` | `PRODVID_SCHEDULER` | the checkpoint's own |
+| `ModelsResource.size` | `PRODVID_SIZE` | 512 |
+| `ModelsResource.fill` | `PRODVID_FILL` | 0.7 |
+| `ModelsResource.steps` | `PRODVID_STEPS` | 25 |
+| `ModelsResource.guidance` | `PRODVID_GUIDANCE` | 7.5 |
+| `ModelsResource.lookahead` | `PRODVID_LOOKAHEAD` | 128 |
+| `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 768 |
+
+S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
+"""
+
+import os
+from dataclasses import fields, replace
+
+from pydantic import Field, PrivateAttr
+
+import dagster as dg
+from prodvid_core.errors import ProdvidError
+from prodvid_core.run import Settings
+from prodvid_core.storage import ObjectStore, open_store
+
+__all__ = ["ModelsResource", "StoreResource", "settings_from_env"]
+
+# Settings fields the core's `Settings.from_env` does not read yet, with their env vars.
+_EXTRA_ENV = {
+    "dtype": "PRODVID_DTYPE",
+    "scheduler": "PRODVID_SCHEDULER",
+    "size": "PRODVID_SIZE",
+    "fill": "PRODVID_FILL",
+    "steps": "PRODVID_STEPS",
+    "guidance": "PRODVID_GUIDANCE",
+    "lookahead": "PRODVID_LOOKAHEAD",
+    "max_window": "PRODVID_MAX_WINDOW",
+}
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _env_value(name: str, env_var: str):
+    raw = os.environ.get(env_var)
+    if not raw:
+        return None
+    kind = _TYPES[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ProdvidError(f"{env_var} must be a number ({kind}) but is {raw!r}.") from None
+    return raw
+
+
+def settings_from_env(preset: str | None = None, **overrides) -> Settings:
+    """Core `Settings`: defaults, then `PRODVID_*` env vars, then `preset`, then the `overrides` not None."""
+    env = {name: _env_value(name, var) for name, var in _EXTRA_ENV.items()}
+    settings = Settings.from_env(**env)
+    if preset:
+        settings = settings.with_preset(preset)
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+class ModelsResource(dg.ConfigurableResource):
+    """The diffusion models and how they paint. Unset fields come from `PRODVID_*` env vars.
+
+    Pipelines are loaded by the core's process-wide cache (keyed by model, device, dtype, scheduler), so
+    every step of a run, and every SKU of a single-run backfill, shares one loaded copy of each model.
+    """
+
+    preset: str | None = Field(
+        None, description="`tiny` for the offline random-weight models ($PRODVID_PRESET)."
+    )
+    hero_model: str | None = Field(
+        None, description="Hub id or folder of the hero model ($PRODVID_HERO_MODEL)."
+    )
+    frames_model: str | None = Field(
+        None, description="Hub id or folder of the frames model ($PRODVID_FRAMES_MODEL)."
+    )
+    device: str | None = Field(None, description="`cuda`, `cpu` or `auto` ($PRODVID_DEVICE).")
+    dtype: str | None = Field(None, description="`float16`, `bfloat16` or `float32` ($PRODVID_DTYPE).")
+    scheduler: str | None = Field(None, description="diffusers scheduler, e.g. `euler` ($PRODVID_SCHEDULER).")
+    size: int | None = Field(None, description="Canvas side in px, a multiple of 8 ($PRODVID_SIZE, 512).")
+    fill: float | None = Field(
+        None, description="Share of the canvas the product may fill ($PRODVID_FILL, 0.7)."
+    )
+    steps: int | None = Field(None, description="Denoising steps per diffusion call ($PRODVID_STEPS, 25).")
+    guidance: float | None = Field(None, description="Classifier-free guidance ($PRODVID_GUIDANCE, 7.5).")
+    lookahead: int | None = Field(
+        None,
+        description="Px of camera travel one call paints ahead; 0 = one call per frame ($PRODVID_LOOKAHEAD).",
+    )
+    max_window: int | None = Field(
+        None, description="Largest side of a diffusion window ($PRODVID_MAX_WINDOW)."
+    )
+
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    def settings(self) -> Settings:
+        """The core `Settings` these fields and the environment describe."""
+        if self._settings is None:
+            values = self.model_dump(exclude={"preset"})
+            self._settings = settings_from_env(self.preset, **values)
+        return self._settings
+
+    def pipeline(self, model: str):
+        """The loaded diffusers pipeline for `model` (the core caches it for the process)."""
+        return self.settings().load(model)
+
+
+class StoreResource(dg.ConfigurableResource):
+    """Where the inbox and every artifact live: a folder or `s3://bucket/prefix` (DESIGN.md, "Storage")."""
+
+    location: str | None = Field(
+        None, description="A folder or s3://bucket/prefix ($PRODVID_STORE, default ./prodvid-data)."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint: MinIO, R2, a local server ($PRODVID_S3_ENDPOINT_URL)."
+    )
+
+    _store: ObjectStore | None = PrivateAttr(default=None)
+
+    def open(self) -> ObjectStore:
+        if self._store is None:
+            self._store = open_store(self.location, endpoint_url=self.s3_endpoint_url)
+        return self._store

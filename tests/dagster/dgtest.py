@@ -1,0 +1,36 @@
+"""Helpers and constants shared by the Dagster layer's tests (import as `from dgtest import ...`)."""
+
+import json
+
+from prodvid_core.sample import sample_photo_bytes
+
+from prodvid_core import layout
+from prodvid_core.storage import ObjectStore
+
+# Small and fast on a 2-core CPU: 256 px canvas, 2 denoising steps, the tiny preset.
+FAST_ENV = {
+    "PRODVID_PRESET": "tiny",
+    "PRODVID_DEVICE": "cpu",
+    "PRODVID_SIZE": "256",
+    "PRODVID_STEPS": "2",
+}
+BRIEF = {
+    "prompt": "a bottle on a wooden table",
+    "seed": 7,
+    "num_frames": 6,
+    "fps": 6,
+    "camera": {"path": "pan", "distance": [-40, -16]},
+}
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def drop_sku(store: ObjectStore, sku: str, brief: dict | None = None, *, suffix: str = ".png") -> None:
+    """Put a photo, then its brief (written last, as the inbox contract asks), into the inbox."""
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}[suffix]
+    store.write_bytes(layout.inbox_photo(sku, suffix), sample_photo_bytes(fmt=fmt, size=(300, 400)))
+    store.write_bytes(layout.inbox_brief(sku), json.dumps(BRIEF if brief is None else brief).encode())
+
+
+def layout_keys(store: ObjectStore, sku: str) -> list[str]:
+    """Every key the pipeline writes for `sku` (the inbox excluded)."""
+    return [k for k in store.list() if f"/{sku}." in k or f"/{sku}/" in k if not k.startswith("inbox/")]

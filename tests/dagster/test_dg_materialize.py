@@ -1,0 +1,140 @@
+"""The whole chain for one SKU through the shipped definitions: the files, green checks, metadata."""
+
+import json
+
+import numpy as np
+import pytest
+from dgtest import BRIEF, drop_sku
+from PIL import Image
+
+import dagster as dg
+from prodvid_core import artifacts, layout
+from prodvid_core.frames import read_manifest
+from prodvid_core.video import probe
+from prodvid_dagster.definitions import defs
+from prodvid_dagster.partitions import sku_partitions
+
+SKU = "BOTTLE-1"
+EXPECTED_KEYS = {
+    "expanded_canvas/BOTTLE-1.png",
+    "expanded_canvas/BOTTLE-1.json",
+    "mask/BOTTLE-1.png",
+    "hero_image/BOTTLE-1.png",
+    "hero_image/BOTTLE-1.json",
+    "frames/BOTTLE-1/manifest.json",
+    "video/BOTTLE-1.mp4",
+    "video/BOTTLE-1.json",
+    *(f"frames/BOTTLE-1/{k:05d}.png" for k in range(BRIEF["num_frames"])),
+}
+
+
+def run_sku(instance, sku, **kwargs) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions(sku_partitions.name, [sku])
+    return defs.resolve_job_def("prodvid").execute_in_process(partition_key=sku, instance=instance, **kwargs)
+
+
+def check_results(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def metadata(instance, asset: str, sku: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[sku]), limit=1
+    ).records
+    assert records, f"no materialization of {asset} for {sku}"
+    assert event is not None
+    return records[0].asset_materialization.metadata
+
+
+def test_one_sku_end_to_end_local(instance, store):
+    drop_sku(store, SKU)
+    result = run_sku(instance, SKU)
+    assert result.success
+
+    # every file of the layout, no pickles, nothing else written for the SKU
+    written = {k for k in store.list() if not k.startswith("inbox/") and SKU in k}
+    assert written >= EXPECTED_KEYS
+    assert not [k for k in written if k.endswith((".pkl", ".pickle"))]
+    assert written - EXPECTED_KEYS <= {layout.world_checkpoint(SKU)}
+
+    # the files are what they say: hero exact under the mask, video decodes to the manifest
+    canvas = np.asarray(artifacts.load_canvas(store, SKU).image.convert("RGB"))
+    product = np.asarray(artifacts.load_mask(store, SKU)) == 255
+    hero = np.asarray(artifacts.load_hero(store, SKU).image)
+    assert canvas.shape == (256, 256, 3)
+    assert np.array_equal(hero[product], canvas[product])
+    manifest = read_manifest(store, SKU)
+    assert len(manifest["frames"]) == BRIEF["num_frames"] and manifest["fps"] == BRIEF["fps"]
+    assert manifest["prompt"] == BRIEF["prompt"] and manifest["seed"] == BRIEF["seed"]
+    assert probe(store.read_bytes(layout.video_mp4(SKU))) == (BRIEF["num_frames"], BRIEF["fps"], (256, 256))
+
+    # all four checks ran against the SKU's partition and passed
+    checks = check_results(result)
+    assert set(checks) == {"hero_product_exact", "frames_product_exact", "frames_not_blank", "video_decodes"}
+    for name, evaluation in checks.items():
+        assert evaluation.passed, f"{name}: {evaluation.description}"
+        assert evaluation.partition == SKU
+        assert SKU in evaluation.description
+
+    # metadata a person wants in the UI, per partition
+    hero_meta = metadata(instance, "hero_image", SKU)
+    preview = hero_meta["preview"].value
+    assert preview.startswith("![preview](data:image/webp;base64,") and len(preview) < 1000
+    assert hero_meta["seed"].value == BRIEF["seed"] and hero_meta["steps"].value == 2
+    assert "tiny" in hero_meta["model"].value
+    assert hero_meta["storage"].value == store.url(layout.hero_png(SKU))
+    frames_meta = metadata(instance, "frames", SKU)
+    assert frames_meta["frames"].value == BRIEF["num_frames"]
+    assert frames_meta["diffusion calls"].value >= 1 and frames_meta["frames reused"].value == 0
+    for name in ("first frame", "last frame"):
+        assert len(frames_meta[name].value) < 1000
+    video_meta = metadata(instance, "video", SKU)
+    assert video_meta["frames"].value == BRIEF["num_frames"] and video_meta["fps"].value == BRIEF["fps"]
+
+
+def test_rerun_reuses_hero_and_frames(instance, store):
+    drop_sku(store, SKU)
+    assert run_sku(instance, SKU).success
+    before = {k: store.read_bytes(k) for k in store.list() if not k.startswith("inbox/")}
+    assert run_sku(instance, SKU).success
+    after = {k: store.read_bytes(k) for k in store.list() if not k.startswith("inbox/")}
+    assert after == before
+    assert metadata(instance, "hero_image", SKU)["reused"].value is True
+    frames_meta = metadata(instance, "frames", SKU)
+    assert frames_meta["diffusion calls"].value == 0
+    assert frames_meta["frames reused"].value == BRIEF["num_frames"]
+
+
+def test_launchpad_config_overrides_the_brief(instance, store):
+    drop_sku(store, SKU)
+    config = {
+        "ops": {
+            "hero_image": {"config": {"prompt": "a bottle in a forest", "seed": 3}},
+            "frames": {"config": {"camera": "drift", "num_frames": 4, "fps": 8}},
+        }
+    }
+    assert run_sku(instance, SKU, run_config=config).success
+    hero_meta = json.loads(store.read_bytes(layout.hero_json(SKU)))
+    assert (hero_meta["prompt"], hero_meta["seed"]) == ("a bottle in a forest", 3)
+    manifest = read_manifest(store, SKU)
+    assert (len(manifest["frames"]), manifest["fps"], manifest["seed"]) == (4, 8, 3)
+
+
+def test_bad_photo_fails_naming_the_sku_without_retries(instance, store):
+    store.write_bytes(layout.inbox_photo(SKU, ".png"), b"not an image")
+    store.write_bytes(layout.inbox_brief(SKU), json.dumps(BRIEF).encode())
+    result = run_sku(instance, SKU, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "expanded_canvas"
+    assert SKU in failure.step_failure_data.error.message
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+
+
+@pytest.mark.parametrize("preview_source", ["noise"])
+def test_preview_stays_under_the_inline_limit(preview_source):
+    from prodvid_dagster.assets import _preview
+
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    assert len(_preview(Image.fromarray(noise)).value) < 1000
