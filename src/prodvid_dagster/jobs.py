@@ -8,14 +8,12 @@ re-executes from failure, and `frames` resumes from its stored frames.
 
 import dagster as dg
 from prodvid_dagster.assets import ASSETS
-from prodvid_dagster.partitions import sku_partitions
 
 __all__ = ["prodvid_job"]
 
 prodvid_job = dg.define_asset_job(
     "prodvid",
     selection=dg.AssetSelection.assets(*ASSETS),
-    partitions_def=sku_partitions,
     executor_def=dg.in_process_executor,
     description="Canvas, mask, hero image, frames and video of its SKUs, with their checks.",
 )

@@ -17,9 +17,7 @@ from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 
 SKU = "JAR-2"
-check_job = dg.define_asset_job(
-    "checks_only", selection=dg.AssetSelection.checks(*CHECKS), partitions_def=sku_partitions
-)
+check_job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*CHECKS))
 defs_with_check_job = dg.Definitions.merge(defs, dg.Definitions(jobs=[check_job]))
 
 
