@@ -4,10 +4,21 @@ the documented env vars, a store, and SKUs dropped into its inbox the way a cata
 from pathlib import Path
 
 import pytest
+import torch
 from dgtest import DAGSTER_YAML, FAST_ENV
 
 import dagster as dg
 from prodvid_core.storage import LocalStore
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The tiny models gain nothing from threads, and two OpenMP threads on a busy 2-core machine spin
+    against other processes: a 0.1 s call then takes 9 s. One thread keeps timings stable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

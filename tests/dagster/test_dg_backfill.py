@@ -1,0 +1,94 @@
+"""A single-run backfill makes many SKUs in one process, models loaded once, the files of one run each."""
+
+import json
+
+from dgtest import BRIEF, drop_sku
+
+import dagster as dg
+from prodvid_core import models
+from prodvid_core.storage import LocalStore
+from prodvid_dagster.definitions import defs
+from prodvid_dagster.partitions import sku_partitions
+
+SKUS = ["CUP-1", "CUP-2", "CUP-3"]
+BRIEFS = {
+    "CUP-1": BRIEF,
+    "CUP-2": {**BRIEF, "prompt": "a cup on a marble counter", "seed": 2},
+    "CUP-3": {**BRIEF, "seed": 3, "num_frames": 4, "camera": {"path": "drift"}},
+}
+# The tags Dagster's backfill daemon puts on the one run of a single-run backfill.
+RANGE_TAGS = {"dagster/asset_partition_range_start": SKUS[0], "dagster/asset_partition_range_end": SKUS[-1]}
+
+
+def contents(store: LocalStore) -> dict[str, object]:
+    """Every stored file but the inbox; JSON without the wall-clock timings that differ between runs."""
+    out = {}
+    for key in store.list():
+        if key.startswith("inbox/"):
+            continue
+        data = store.read_bytes(key)
+        if key.endswith(".json"):
+            data = json.loads(data)
+            data.pop("seconds", None)
+        out[key] = data
+    return out
+
+
+def count_model_loads(monkeypatch) -> list[str]:
+    """Record every real model load (cache misses of the core's process-wide pipeline cache)."""
+    loads: list[str] = []
+    real = models._from_pretrained
+
+    def counting(model, resolved, dtype):
+        loads.append(model)
+        return real(model, resolved, dtype)
+
+    models.clear_cache()
+    monkeypatch.setattr(models, "_from_pretrained", counting)
+    return loads
+
+
+def test_single_run_backfill_matches_separate_runs(instance, fast_env, tmp_path, monkeypatch):
+    job = defs.resolve_job_def("prodvid")
+    instance.add_dynamic_partitions(sku_partitions.name, SKUS)
+
+    # one run per SKU, in its own store
+    separate = LocalStore(tmp_path / "separate")
+    monkeypatch.setenv("PRODVID_STORE", str(separate.root))
+    for sku in SKUS:
+        drop_sku(separate, sku, BRIEFS[sku])
+        assert job.execute_in_process(partition_key=sku, instance=instance).success
+
+    # all three SKUs in one run, as a single-run backfill launches it
+    backfill = LocalStore(tmp_path / "backfill")
+    monkeypatch.setenv("PRODVID_STORE", str(backfill.root))
+    for sku in SKUS:
+        drop_sku(backfill, sku, BRIEFS[sku])
+    loads = count_model_loads(monkeypatch)
+    result = job.execute_in_process(instance=instance, tags=RANGE_TAGS)
+    assert result.success
+
+    # one process, one step per asset for all SKUs, the model loaded once
+    steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
+    assert steps.count("frames") == 1 and steps.count("hero_image") == 1
+    assert loads == [models.TINY_PRESET]
+    events = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    materialized = {(m.asset_key.path[-1], m.partition) for m in events}
+    assert materialized == {
+        (a, s) for a in ("expanded_canvas", "mask", "hero_image", "frames", "video") for s in SKUS
+    }
+
+    # byte for byte the files of the separate runs
+    assert contents(backfill) == contents(separate)
+
+    # each SKU's own metadata, and its own passed check evaluation
+    frames_meta = {m.partition: m.metadata for m in events if m.asset_key == dg.AssetKey("frames")}
+    assert {s: m["frames"].value for s, m in frames_meta.items()} == {"CUP-1": 6, "CUP-2": 6, "CUP-3": 4}
+    per_sku = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
+    assert {(e.check_name, e.partition) for e in per_sku} == {
+        (c, s)
+        for c in ("hero_product_exact", "frames_product_exact", "frames_not_blank", "video_decodes")
+        for s in SKUS
+    }
+    assert all(e.passed for e in per_sku)
+    assert all(e.description.startswith(f"SKU {e.partition}:") for e in per_sku)
