@@ -1,0 +1,139 @@
+"""`dagster dev` with the shipped workspace.yaml and dagster.yaml, as a new user runs it: the UI answers and
+lists the five partitioned assets; a photo and brief dropped into the inbox start a run by themselves that
+ends with the hero image, its preview and green checks."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dgtest import BRIEF, FAST_ENV, drop_sku
+
+import dagster as dg
+from prodvid_core import layout
+
+REPO = Path(__file__).resolve().parents[2]
+ASSETS = {"expanded_canvas", "mask", "hero_image", "frames", "video"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Path):
+    """Poll `predicate` until it returns something truthy; fail at once if dagster dev dies or cannot load
+    the definitions, with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if proc.poll() is not None or "Error loading repository location" in text:
+            pytest.fail(f"dagster dev failed (exit code {proc.poll()}) waiting for {what}:\n{text[-4000:]}")
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, instance, store):
+    """`dagster dev` on 127.0.0.1 and a free port with the shipped workspace.yaml and dagster.yaml, on the
+    test's DAGSTER_HOME; stopped by its pid."""
+    shutil.copy(REPO / "dagster.yaml", Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml")
+    port = _free_port()
+    pythonpath = [p for p in (os.environ.get("PYTHONPATH"), str(REPO / "src")) if p]
+    env = {
+        **os.environ,
+        **FAST_ENV,
+        "PRODVID_STORE": str(store.root),
+        "PYTHONPATH": os.pathsep.join(pythonpath),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
+    log = tmp_path / "dagster-dev.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*command, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its code server, daemon and run workers share its process group
+        )
+    try:
+        yield port, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+ASSET_NODES = "{ assetNodes { assetKey { path } isPartitioned groupName description } }"
+RUNS = """query($sku: String!) { runsOrError(filter: {tags: [{key: "prodvid/sku", value: $sku}]}) {
+  ... on Runs { results { runId status tags { key value } } } } }"""
+
+
+def finished_runs(port: int, sku: str) -> list[dict]:
+    runs = graphql(port, RUNS, {"sku": sku})["runsOrError"]["results"]
+    return [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+
+
+def test_dagster_dev_lists_partitioned_assets_and_the_inbox_starts_a_run(dagster_dev, instance, store):
+    port, proc, log = dagster_dev
+
+    # the UI answers and lists the five assets, partitioned by SKU, in their group
+    nodes = wait_for(lambda: graphql(port, ASSET_NODES)["assetNodes"], 120, "the webserver", proc, log)
+    by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
+    assert set(by_name) == ASSETS
+    assert all(
+        n["isPartitioned"] and n["groupName"] == "prodvid" and n["description"] for n in by_name.values()
+    )
+
+    # a photo and its brief land; the sensor (running by default) starts a run by itself
+    drop_sku(store, "DEV-1")
+    runs = wait_for(lambda: finished_runs(port, "DEV-1"), 240, "the sensor's run of DEV-1", proc, log)
+    assert runs[0]["status"] == "SUCCESS", log.read_text()[-4000:]
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert tags["dagster/partition"] == "DEV-1" and tags["dagster/sensor_name"] == "inbox_sensor"
+
+    # the files in storage, the hero preview and green checks on the instance
+    assert store.exists(layout.video_mp4("DEV-1")) and store.exists(layout.hero_png("DEV-1"))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("hero_image"), asset_partitions=["DEV-1"]), limit=1
+    ).records
+    preview = records[0].asset_materialization.metadata["preview"].value
+    assert preview.startswith("![preview](data:image/webp;base64,") and len(preview) < 1000
+    checks = [
+        e.get_dagster_event().event_specific_data
+        for e in instance.all_logs(runs[0]["runId"])
+        if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert len(checks) == 4 and all(c.passed and c.partition == "DEV-1" for c in checks)
+    assert json.loads(store.read_bytes(layout.frames_manifest("DEV-1")))["seed"] == BRIEF["seed"]
