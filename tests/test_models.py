@@ -220,12 +220,24 @@ def test_inpainting_call_has_the_right_size_and_is_seeded(tiny_pipe) -> None:
     assert not np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("name", sorted(models.SCHEDULERS))
-def test_scheduler_switch_shares_the_weights(name: str, tiny_pipe) -> None:
-    import diffusers
+SCHEDULER_CLASSES = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
 
+
+def test_every_scheduler_name_is_tested() -> None:
+    assert set(models.SCHEDULERS) == set(SCHEDULER_CLASSES)
+
+
+@pytest.mark.parametrize(("name", "class_name"), sorted(SCHEDULER_CLASSES.items()))
+def test_scheduler_switch_shares_the_weights(name: str, class_name: str, tiny_pipe) -> None:
     pipe = models.load_inpaint_pipeline("tiny", device="cpu", scheduler=name)
-    assert type(pipe.scheduler) is getattr(diffusers, models.SCHEDULERS[name])
+    assert type(pipe.scheduler).__name__ == class_name
     assert pipe.unet is tiny_pipe.unet and pipe.vae is tiny_pipe.vae
     assert type(tiny_pipe.scheduler).__name__ == "PNDMScheduler"  # the shared base is unchanged
     assert models.load_inpaint_pipeline("tiny", device="cpu", scheduler=name) is pipe
@@ -276,6 +288,34 @@ def test_a_checkpoint_that_cannot_inpaint_is_unavailable(tmp_path: Path) -> None
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
     with pytest.raises(ModelUnavailableError, match="not a diffusers inpainting checkpoint"):
         models.load_inpaint_pipeline(str(tmp_path / "ddpm"), device="cpu")
+
+
+def _save_sd_variant(folder: Path, tiny_pipe, *, in_channels: int, text_to_image: bool) -> Path:
+    """The tiny pipeline's modules around a UNet with `in_channels` inputs, saved as a checkpoint."""
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel.from_config({**tiny_pipe.unet.config, "in_channels": in_channels})
+    parts = {name: getattr(tiny_pipe, name) for name in ("vae", "text_encoder", "tokenizer", "scheduler")}
+    cls = StableDiffusionPipeline if text_to_image else StableDiffusionInpaintPipeline
+    pipe = cls(**parts, unet=unet, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_a_text_to_image_checkpoint_loads_as_a_4_channel_inpainter(tmp_path: Path, tiny_pipe) -> None:
+    folder = _save_sd_variant(tmp_path / "sd", tiny_pipe, in_channels=4, text_to_image=True)
+    pipe = models.load_inpaint_pipeline(str(folder), device="cpu")
+    assert type(pipe).__name__ == "StableDiffusionInpaintPipeline"
+    assert pipe.unet.config.in_channels == 4
+    assert _inpaint(pipe, size=64).shape == (64, 64, 3)
+
+
+def test_a_unet_with_other_input_channels_is_rejected(tmp_path: Path, tiny_pipe) -> None:
+    folder = _save_sd_variant(tmp_path / "odd", tiny_pipe, in_channels=5, text_to_image=False)
+    with pytest.raises(ModelUnavailableError, match="5 input channels"):
+        models.load_inpaint_pipeline(str(folder), device="cpu")
 
 
 # --- device and dtype ------------------------------------------------------------------------------------

@@ -391,7 +391,7 @@ def load_inpaint_pipeline(
         >>> image = pipe("a bottle on a wooden table", image=canvas, mask_image=mask).images[0]
     """
     # 1. Validate and resolve every argument before touching the disk or the network.
-    _scheduler_class_name(scheduler)
+    _check_scheduler(scheduler)
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
     resolved = _cache_name(resolve_model(model))
@@ -428,13 +428,10 @@ def _build(
     return _prepare(pipe, device, compile)
 
 
-def _scheduler_class_name(name: str | None) -> str | None:
-    """The diffusers class name for scheduler `name`, or a `ProdvidError` listing the choices."""
-    if name is None:
-        return None
-    if name not in SCHEDULERS:
+def _check_scheduler(name: str | None) -> None:
+    """Raise a `ProdvidError` listing the choices unless `name` is None or one of `SCHEDULERS`."""
+    if name is not None and name not in SCHEDULERS:
         raise ProdvidError(f"scheduler {name!r} is not supported: use one of {', '.join(SCHEDULERS)}.")
-    return SCHEDULERS[name]
 
 
 def _with_scheduler(base: Any, name: str) -> Any:
@@ -452,8 +449,9 @@ def _with_scheduler(base: Any, name: str) -> Any:
 def _from_pretrained(model: str, resolved: str, dtype: torch.dtype) -> Any:
     """Load `resolved` (a folder or a Hub id), turning every way it can be missing into one clear error.
 
-    A Hub id is looked up in the local Hugging Face cache first, so a downloaded model loads offline; only
-    then is the Hub asked, after a quick check that it answers at all.
+    A Hub id is looked up in the local Hugging Face cache first, so a downloaded model loads offline and
+    as downloaded (no update check between runs); only then is the Hub asked, after a quick check that it
+    answers at all.
     """
     if os.path.isdir(resolved):
         return _load(model, resolved, dtype, local_files_only=True)
