@@ -1,8 +1,9 @@
 """Sample product photos drawn with PIL alone, for the quickstart (`make demo`) and the tests.
 
 A bottle or a jar on pure white: a shaded coloured body, a cap, and a pure-white label enclosed by the
-body, the case a global white threshold gets wrong. Shapes are drawn at 4x and box-reduced, so edges are
-anti-aliased like a real photo's while flat areas (the white background, the label) stay exactly 255.
+body, the case a global white threshold gets wrong. Shapes are drawn at 4x (less for huge sizes) and
+box-reduced, so edges are anti-aliased like a real photo's while flat areas (the white background, the
+label) stay exactly 255.
 Everything is deterministic: the same arguments give the same pixels.
 """
 
@@ -17,7 +18,6 @@ from PIL import Image, ImageDraw
 __all__ = ["SAMPLE_KINDS", "sample_product", "sample_photo_bytes", "sample_label_box"]
 
 SAMPLE_KINDS = ("bottle", "jar")
-_SS = 4  # supersampling factor
 _BODY = (34, 110, 140)
 _CAP = (40, 40, 46)
 
@@ -26,7 +26,7 @@ Box = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class _Shape:
-    """Where each part goes, in output pixels (float); the drawing scales them by `_SS`."""
+    """Where each part goes, in output pixels (float); the drawing multiplies them by `ss`."""
 
     cap: tuple[float, float, float, float]
     neck: tuple[float, float, float, float]
@@ -45,13 +45,14 @@ def sample_product(
     product's coverage (0 outside, partial along the edges), like a cut-out photo.
     """
     shape = _shape(kind, size)
-    big = (size[0] * _SS, size[1] * _SS)
+    ss = _supersampling(size)
+    big = (size[0] * ss, size[1] * ss)
     colour = Image.new("RGB", big, (255, 255, 255))
     cover = Image.new("L", big, 0)
-    _draw(colour, cover, shape)
-    image = colour.reduce(_SS)
+    _draw(colour, cover, shape, ss)
+    image = colour.reduce(ss)
     if transparent:
-        image.putalpha(cover.reduce(_SS))
+        image.putalpha(cover.reduce(ss))
     return image
 
 
@@ -91,18 +92,23 @@ def _shape(kind: str, size: tuple[int, int]) -> _Shape:
     return _Shape(cap=cap, neck=neck, body=body, label=label, radius=0.12 * min(span_w, body_h))
 
 
-def _draw(colour: Image.Image, cover: Image.Image, shape: _Shape) -> None:
-    """Paint the parts at 4x: shaded body and neck, cap, white label; `cover` gets the silhouette."""
+def _supersampling(size: tuple[int, int]) -> int:
+    """4x for photo-sized drawings, less for huge ones (a 4000 px photo at 4x would be 200 MP)."""
+    return 4 if max(size) <= 1024 else 2 if max(size) <= 4096 else 1
+
+
+def _draw(colour: Image.Image, cover: Image.Image, shape: _Shape, ss: int) -> None:
+    """Paint the parts at `ss`x: shaded body and neck, cap, white label; `cover` gets the silhouette."""
     def scaled(box: tuple[float, float, float, float]) -> Box:
-        return (round(box[0] * _SS), round(box[1] * _SS), round(box[2] * _SS) - 1, round(box[3] * _SS) - 1)
+        return (round(box[0] * ss), round(box[1] * ss), round(box[2] * ss) - 1, round(box[3] * ss) - 1)
 
     silhouette = Image.new("L", colour.size, 0)
     pen = ImageDraw.Draw(silhouette)
-    pen.rounded_rectangle(scaled(shape.body), radius=round(shape.radius * _SS), fill=255)
+    pen.rounded_rectangle(scaled(shape.body), radius=round(shape.radius * ss), fill=255)
     if shape.neck[3] > shape.neck[1]:
         pen.rectangle(scaled(shape.neck), fill=255)
     colour.paste(_shaded(colour.size, scaled(shape.body)), mask=silhouette)
-    cap_radius = round(shape.radius * _SS / 3)
+    cap_radius = round(shape.radius * ss / 3)
     brush = ImageDraw.Draw(colour)
     brush.rounded_rectangle(scaled(shape.cap), radius=cap_radius, fill=_CAP)
     brush.rectangle(scaled(shape.label), fill=(255, 255, 255))
