@@ -23,11 +23,32 @@ from prodvid_core.sample import SAMPLE_KINDS, sample_label_box, sample_photo_byt
 
 SKU = "SKU-42.b"
 GOOD = sorted(photos.GOOD)
-SCALE_ONE = ["labelled", "antialiased", "transparent", "cmyk_jpeg", "grey16_png", "rgb16_png", "palette_png",
-             "grey_png", "bilevel_png", "grey_alpha_png", "webp", "opaque_rgba_png"]  # products that fit 512
+SCALE_ONE = [
+    "labelled",
+    "antialiased",
+    "transparent",
+    "cmyk_jpeg",
+    "grey16_png",
+    "rgb16_png",
+    "palette_png",
+    "grey_png",
+    "bilevel_png",
+    "grey_alpha_png",
+    "webp",
+    "opaque_rgba_png",
+]  # products that fit 512
 LOSSY = {"noisy_jpeg", "exif_rotated_6", "exif_rotated_8", "cmyk_jpeg", "webp"}
-FAILS_TO_LOAD = {"not_an_image", "empty", "truncated_png", "truncated_jpeg", "gif", "one_pixel", "too_small",
-                 "bomb", "moderate_bomb"}  # the rest decode fine and fail when the product is looked for
+FAILS_TO_LOAD = {
+    "not_an_image",
+    "empty",
+    "truncated_png",
+    "truncated_jpeg",
+    "gif",
+    "one_pixel",
+    "too_small",
+    "bomb",
+    "moderate_bomb",
+}  # the rest decode fine and fail when the product is looked for
 
 
 @cache
@@ -205,8 +226,16 @@ def test_16_bit_rgb_keeps_the_colours():
 
 @pytest.mark.parametrize(
     ("name", "mode"),
-    [("cmyk_jpeg", "RGB"), ("grey_png", "RGB"), ("bilevel_png", "RGB"), ("palette_png", "RGBA"),
-     ("grey_alpha_png", "RGBA"), ("opaque_rgba_png", "RGB"), ("webp", "RGB"), ("transparent", "RGBA")],
+    [
+        ("cmyk_jpeg", "RGB"),
+        ("grey_png", "RGB"),
+        ("bilevel_png", "RGB"),
+        ("palette_png", "RGBA"),
+        ("grey_alpha_png", "RGBA"),
+        ("opaque_rgba_png", "RGB"),
+        ("webp", "RGB"),
+        ("transparent", "RGBA"),
+    ],
 )
 def test_modes_become_8_bit_rgb_or_rgba(name, mode):
     data = _photo(name)
@@ -244,8 +273,15 @@ def test_upscale_enlarges_a_small_product_once(name):
 
 @pytest.mark.parametrize(
     ("options", "words"),
-    [({"size": 500}, "500"), ({"size": (512, 300)}, "300"), ({"size": 32}, "32"), ({"fill": 0}, "fill"),
-     ({"fill": 1.5}, "fill"), ({"margin": -0.1}, "margin"), ({"anchor": "top"}, "anchor")],
+    [
+        ({"size": 500}, "500"),
+        ({"size": (512, 300)}, "300"),
+        ({"size": 32}, "32"),
+        ({"fill": 0}, "fill"),
+        ({"fill": 1.5}, "fill"),
+        ({"margin": -0.1}, "margin"),
+        ({"anchor": "top"}, "anchor"),
+    ],
 )
 def test_bad_options_are_value_errors_naming_the_value(options, words):
     with pytest.raises(ValueError, match=words):
@@ -303,10 +339,20 @@ def test_bad_photos_raise_invalid_input_naming_the_sku(name):
 
 @pytest.mark.parametrize("name", sorted(photos.BAD))
 def test_bad_photo_messages_say_what_is_wrong(name):
-    words = {"not_an_image": "not a PNG", "empty": "empty", "truncated_png": "truncated",
-             "truncated_jpeg": "truncated", "gif": "not a PNG", "all_white": "no product",
-             "fully_transparent": "no product", "one_pixel": "1x1", "too_small": "12x12",
-             "not_on_white": "white background", "bomb": "size", "moderate_bomb": "9000x9000"}
+    words = {
+        "not_an_image": "not a PNG",
+        "empty": "empty",
+        "truncated_png": "truncated",
+        "truncated_jpeg": "truncated",
+        "gif": "not a PNG",
+        "all_white": "no product",
+        "fully_transparent": "no product",
+        "one_pixel": "1x1",
+        "too_small": "12x12",
+        "not_on_white": "white background",
+        "bomb": "size",
+        "moderate_bomb": "9000x9000",
+    }
     with pytest.raises(InvalidInputError, match=words[name]):
         expand(_photo(name), sku=SKU)
 

@@ -44,7 +44,9 @@ def test_help_everywhere():
 
 def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     store = tmp_path / "store"
-    out = prodvid("generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9")
+    out = prodvid(
+        "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9"
+    )
     files = _files(store)
     for key in (
         "expanded_canvas/BOTTLE-1.png", "expanded_canvas/BOTTLE-1.json", "mask/BOTTLE-1.png",
@@ -56,7 +58,9 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     assert str(store / "video" / "BOTTLE-1.mp4") in out.stdout
     assert "9 frames (0 reused" in out.stdout
     assert json.loads(files["video/BOTTLE-1.json"])["frame_count"] == 9
-    again = prodvid("generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9")
+    again = prodvid(
+        "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9"
+    )
     assert "9 frames (9 reused" in again.stdout and "hero image reused" in again.stdout
     assert _files(store) == files
 
@@ -67,8 +71,19 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
         (["generate", "bad/sku", "--image", "{photo}", *ARGS], "bad/sku"),
         (["generate", "A", "--image", "/nonexistent.png", *ARGS], "/nonexistent.png"),
         (["generate", "A", "--image", "{photo}", *ARGS, "--camera", "zoom"], "camera.path"),
-        (["generate", "A", "--image", "{photo}", "--prompt", "x", "--hero-model", "nobody/no-such-inpainting"],
-         "nobody/no-such-inpainting"),
+        (
+            [
+                "generate",
+                "A",
+                "--image",
+                "{photo}",
+                "--prompt",
+                "x",
+                "--hero-model",
+                "nobody/no-such-inpainting",
+            ],
+            "nobody/no-such-inpainting",
+        ),
         (["generate", "A", "--image", "{junk}", *ARGS], "SKU A"),
     ],
 )

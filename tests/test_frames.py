@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import labelled_box
 from prodvid_core import camera, frames, hero, layout
 from prodvid_core.errors import GenerationError
 from prodvid_core.inpaint import is_unusable, step_seed
 from prodvid_core.storage import LocalStore
-
-from conftest import labelled_box
 
 PROMPT = "a red box on a wooden table"
 PATH = camera.pan((-60, -28), num_frames=14, fps=12)
@@ -63,7 +62,9 @@ def test_frames_are_exact_product_and_agree_on_overlaps(tiny_pipe, hero_set, loc
 def test_lookahead_serves_many_frames_per_call(tiny_pipe, hero_set, tmp_path):
     image = hero_set[2]
     with_lookahead = frames.generate(tiny_pipe, LocalStore(tmp_path / "a"), image, PATH, _settings(), sku="B")
-    per_frame = frames.generate(tiny_pipe, LocalStore(tmp_path / "b"), image, PATH, _settings(lookahead=0), sku="B")
+    per_frame = frames.generate(
+        tiny_pipe, LocalStore(tmp_path / "b"), image, PATH, _settings(lookahead=0), sku="B"
+    )
     moving = sum(1 for s in PATH.shifts if s != (0, 0))
     assert per_frame.calls_made == moving == len(per_frame.manifest["calls"])
     assert with_lookahead.calls_made < per_frame.calls_made
@@ -84,7 +85,9 @@ def test_same_inputs_give_byte_identical_frames(tiny_pipe, hero_set, tmp_path):
 
 
 @pytest.mark.parametrize("fail_at, drop_checkpoint", [(5, False), (9, False), (9, True)])
-def test_resume_after_a_crash_is_byte_identical(tiny_pipe, hero_set, tmp_path, monkeypatch, fail_at, drop_checkpoint):
+def test_resume_after_a_crash_is_byte_identical(
+    tiny_pipe, hero_set, tmp_path, monkeypatch, fail_at, drop_checkpoint
+):
     image = hero_set[2]
     path = camera.pan((-150, -20), num_frames=16, fps=12)
     settings = _settings(lookahead=64)

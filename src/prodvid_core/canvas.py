@@ -121,15 +121,13 @@ def load_photo(data: bytes, *, sku: str, max_pixels: int = MAX_PIXELS) -> Image.
     """
     validate_sku(sku)
     if not data:
-        raise InvalidInputError(
-            f"SKU {sku!r}: the photo is empty (0 bytes); upload a PNG, JPEG or WebP file."
-        )
+        raise InvalidInputError(f"SKU {sku}: the photo is empty (0 bytes); upload a PNG, JPEG or WebP file.")
     image = _decode(data, sku=sku, max_pixels=max_pixels)
     try:
         image = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS as exc:
         raise InvalidInputError(
-            f"SKU {sku!r}: the photo's EXIF orientation cannot be applied ({exc}); re-export the photo."
+            f"SKU {sku}: the photo's EXIF orientation cannot be applied ({exc}); re-export the photo."
         ) from exc
     return _to_8bit(image)
 
@@ -195,21 +193,20 @@ def _decode(data: bytes, *, sku: str, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except Image.DecompressionBombError as exc:
         raise InvalidInputError(
-            f"SKU {sku!r}: the photo declares an absurd size ({exc}); upload a normal photo."
+            f"SKU {sku}: the photo declares an absurd size ({exc}); upload a normal photo."
         ) from exc
     except UnidentifiedImageError as exc:
         raise InvalidInputError(
-            f"SKU {sku!r}: the photo is not a PNG, JPEG or WebP image ({len(data)} bytes); "
-            "upload one of those."
+            f"SKU {sku}: the photo is not a PNG, JPEG or WebP image ({len(data)} bytes); upload one of those."
         ) from exc
     except _DECODE_ERRORS as exc:
-        raise InvalidInputError(f"SKU {sku!r}: the photo cannot be read ({exc}); re-export it.") from exc
+        raise InvalidInputError(f"SKU {sku}: the photo cannot be read ({exc}); re-export it.") from exc
     _check_size(image.size, sku=sku, max_pixels=max_pixels)
     try:
         image.load()
     except _DECODE_ERRORS as exc:
         raise InvalidInputError(
-            f"SKU {sku!r}: the {image.format} photo is truncated or corrupt ({exc}); upload it again."
+            f"SKU {sku}: the {image.format} photo is truncated or corrupt ({exc}); upload it again."
         ) from exc
     return image
 
@@ -219,12 +216,12 @@ def _check_size(size: tuple[int, int], *, sku: str, max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
         raise InvalidInputError(
-            f"SKU {sku!r}: the photo is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
+            f"SKU {sku}: the photo is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
             f"{max_pixels / 1e6:.1f} MP limit; downscale it."
         )
     if min(width, height) < MIN_SIDE:
         raise InvalidInputError(
-            f"SKU {sku!r}: the photo is {width}x{height} pixels, smaller than {MIN_SIDE} px on a side; "
+            f"SKU {sku}: the photo is {width}x{height} pixels, smaller than {MIN_SIDE} px on a side; "
             "upload the full-size product photo."
         )
 
@@ -275,14 +272,14 @@ def _product_mask(source: Image.Image, *, sku: str, tolerance: int) -> np.ndarra
         product = foreground(source, tolerance=tolerance)
     if not product.any():
         raise InvalidInputError(
-            f"SKU {sku!r}: no product found: the photo is all white (or fully transparent); "
+            f"SKU {sku}: no product found: the photo is all white (or fully transparent); "
             "upload a photo of the product on a white background."
         )
     edge = np.concatenate([product[0], product[-1], product[1:-1, 0], product[1:-1, -1]])
     white = 1 - float(edge.mean())
     if white < _MIN_WHITE_BORDER:
         raise InvalidInputError(
-            f"SKU {sku!r}: the photo is not on a white background: only {100 * white:.0f}% of its edge is "
+            f"SKU {sku}: the photo is not on a white background: only {100 * white:.0f}% of its edge is "
             f"white (channels >= {255 - tolerance}) or transparent, need {100 * _MIN_WHITE_BORDER:.0f}%; "
             "use a photo of the product on white or with transparency."
         )

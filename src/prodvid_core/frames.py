@@ -209,13 +209,16 @@ def generate(
         on_frame: called with each frame's manifest record and whether it was reused, for progress.
 
     Example:
-        >>> frame_set = frames.generate(pipe, store, hero.image, camera.drift(), FrameSettings("a beach"), sku="MUG-1")
+        >>> settings = FrameSettings(prompt="on a beach")
+        >>> frame_set = frames.generate(pipe, store, hero.image, camera.drift(), settings, sku="MUG-1")
         >>> frame_set.calls_made, frame_set.count
     """
     # 1. Check inputs
     size = hero.size
     if size[0] % 8 or size[1] % 8:
-        raise InvalidInputError(f"SKU {sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}.")
+        raise InvalidInputError(
+            f"SKU {sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}."
+        )
     hero_rgb = np.asarray(hero.convert("RGB"))
     hero_png = png_bytes(hero_rgb)
     start = time.perf_counter()
@@ -276,9 +279,7 @@ def generate(
 
 
 def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: FrameSettings) -> dict:
-    calls = [
-        {**c.to_json(), "seed": step_seed(settings.seed, c.first_frame)} for c in plan.calls
-    ]
+    calls = [{**c.to_json(), "seed": step_seed(settings.seed, c.first_frame)} for c in plan.calls]
     return {
         "version": MANIFEST_VERSION,
         "sku": sku,
@@ -323,7 +324,9 @@ class _FrameWriter:
             }
             self.store.write_bytes(layout.frame_png(self.sku, k), data)
             frames.append(record)
-            self.store.write_bytes(layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode())
+            self.store.write_bytes(
+                layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode()
+            )
             if self.on_frame:
                 self.on_frame(record, False)
 

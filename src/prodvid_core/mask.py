@@ -69,13 +69,13 @@ def _check_product(product: np.ndarray, *, sku: str, min_background: float) -> N
     """Reject a mask with no product or with too little background left to paint."""
     if not product.any():
         raise InvalidInputError(
-            f"SKU {sku!r}: no product found on the canvas (it is all white or fully transparent); "
+            f"SKU {sku}: no product found on the canvas (it is all white or fully transparent); "
             "upload a photo of the product on a white background."
         )
     background = 1.0 - float(product.mean())
     if background < min_background:
         raise InvalidInputError(
-            f"SKU {sku!r}: the product covers {100 * (1 - background):.1f}% of the canvas, leaving "
+            f"SKU {sku}: the product covers {100 * (1 - background):.1f}% of the canvas, leaving "
             f"{100 * background:.1f}% background (need at least {100 * min_background:.0f}%); "
             "use a photo with white space around the product or a smaller fill."
         )

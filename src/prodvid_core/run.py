@@ -62,10 +62,13 @@ class Settings:
 
     def model_key(self, model: str) -> str:
         """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
-        return f"{model}|{self.scheduler or 'default'}|{models.resolve_device(self.device)}|{self.dtype or 'auto'}"
+        device = models.resolve_device(self.device)
+        return f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
 
     def load(self, model: str):
-        return models.load_inpaint_pipeline(model, device=self.device, dtype=self.dtype, scheduler=self.scheduler)
+        return models.load_inpaint_pipeline(
+            model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
+        )
 
 
 @dataclass
@@ -149,7 +152,8 @@ def generate_sku(
     Example:
         >>> store = LocalStore("prodvid-data")
         >>> brief = parse_brief({"prompt": "on a marble kitchen counter"}, sku="MUG-1")
-        >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, Settings().with_preset("tiny"))
+        >>> settings = Settings().with_preset("tiny")
+        >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, settings)
         >>> result.keys
     """
     # 1. Check inputs: SKU and brief are validated before anything is read or written

@@ -99,6 +99,7 @@ def _supersampling(size: tuple[int, int]) -> int:
 
 def _draw(colour: Image.Image, cover: Image.Image, shape: _Shape, ss: int) -> None:
     """Paint the parts at `ss`x: shaded body and neck, cap, white label; `cover` gets the silhouette."""
+
     def scaled(box: tuple[float, float, float, float]) -> Box:
         return (round(box[0] * ss), round(box[1] * ss), round(box[2] * ss) - 1, round(box[3] * ss) - 1)
 
