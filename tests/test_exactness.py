@@ -34,7 +34,9 @@ def assert_product_exact(result, store, sku):
         yy, xx = ys + oy, xs + ox
         inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
         assert inside.any()
-        assert np.array_equal(frame[yy[inside], xx[inside]], reference[ys[inside], xs[inside]]), record["index"]
+        assert np.array_equal(frame[yy[inside], xx[inside]], reference[ys[inside], xs[inside]]), record[
+            "index"
+        ]
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))
@@ -49,7 +51,9 @@ def test_every_photo_kind_keeps_the_product_exact(name, tiny_pipe, tmp_path):
 def test_full_size_512_end_to_end(tiny_pipe, tmp_path):
     store = LocalStore(tmp_path)
     settings = Settings(steps=2).with_preset("tiny")  # 512 px canvas, 768 px windows: the real geometry
-    brief = parse_brief({"prompt": "on a marble counter", "seed": 1}, sku="FULL-1")  # default drift, 48 frames
+    brief = parse_brief(
+        {"prompt": "on a marble counter", "seed": 1}, sku="FULL-1"
+    )  # default drift, 48 frames
     result = generate_sku(store, "FULL-1", GOOD["labelled_large"](), brief, settings)
     assert result.canvas.image.size == (512, 512)
     assert result.frames.count == 48 and result.frames.calls_made < 5

@@ -13,7 +13,6 @@ an uninterrupted run would have written.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -22,16 +21,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from prodvid_core import layout
 from prodvid_core.camera import CameraPath
+from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
 from prodvid_core.inpaint import Prompt, inpaint, step_seed
 from prodvid_core.plan import Box, Plan, plan_calls
 from prodvid_core.storage import ObjectStore
 
-__all__ = ["FrameSettings", "FrameSet", "generate", "read_manifest", "load_frames", "png_bytes", "sha256"]
+__all__ = ["FrameSettings", "FrameSet", "generate", "read_manifest", "load_frames"]
 
 MANIFEST_VERSION = 1
 FAIL_AT_FRAME_ENV = "PRODVID_TEST_FAIL_AT_FRAME"  # test-only switch: raise before writing this frame
@@ -70,24 +70,6 @@ class FrameSet:
     def keys(self) -> list[str]:
         prefix = layout.frames_prefix(self.sku)
         return [prefix + f["file"] for f in self.manifest["frames"]]
-
-
-def png_bytes(image: Image.Image | np.ndarray, text: dict[str, str] | None = None) -> bytes:
-    """Encode as PNG; deterministic for the same pixels, so checksums identify content."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    info = None
-    if text:
-        info = PngImagePlugin.PngInfo()
-        for key, value in text.items():
-            info.add_text(key, value)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def read_manifest(store: ObjectStore, sku: str) -> dict | None:

@@ -15,6 +15,7 @@ from PIL import Image
 from prodvid_core import artifacts, canvas, frames, hero, layout, mask, models, video
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
+from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import validate_sku
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
@@ -93,7 +94,7 @@ def make_hero(
     store: ObjectStore, sku: str, expanded: Canvas, product: Image.Image, brief: Brief, settings: Settings
 ) -> tuple[HeroResult, bool]:
     """The hero image: reused when the stored one was made from this canvas with these settings."""
-    canvas_sha = frames.sha256(frames.png_bytes(expanded.image))
+    canvas_sha = sha256(png_bytes(expanded.image))
     model = settings.model_key(settings.hero_model)
     stored = artifacts.read_json(store, layout.hero_json(sku))
     wanted = {
@@ -102,7 +103,7 @@ def make_hero(
     }  # fmt: skip
     if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.exists(layout.hero_png(sku)):
         loaded = artifacts.load_hero(store, sku)
-        if frames.sha256(frames.png_bytes(loaded.image)) == stored.get("sha256"):
+        if sha256(png_bytes(loaded.image)) == stored.get("sha256"):
             return loaded, True
     result = hero.generate(
         settings.load(settings.hero_model), expanded.image, product, sku=sku, prompt=brief.prompt,
