@@ -122,12 +122,13 @@ class _World:
         self.pixels[s][new] = pixels[new]
         self.painted[s] |= new
 
-    def to_png(self, fp: str, call: int) -> bytes:
+    def to_png(self, fp: str, call: int, calls: list[dict]) -> bytes:
+        """One atomic object: pixels, painted mask (alpha) and the calls made so far, with their seeds."""
         rgba = np.dstack([self.pixels, np.where(self.painted, 255, 0).astype(np.uint8)])
-        return png_bytes(rgba, {"fingerprint": fp, "call": str(call)})
+        return png_bytes(rgba, {"fingerprint": fp, "call": str(call), "calls": json.dumps(calls)})
 
     @classmethod
-    def from_png(cls, data: bytes, bounds: Box) -> tuple[_World, str, int]:
+    def from_png(cls, data: bytes, bounds: Box) -> tuple[_World, dict[str, str]]:
         image = Image.open(io.BytesIO(data))
         image.load()
         rgba = np.asarray(image.convert("RGBA"))
@@ -136,7 +137,7 @@ class _World:
             raise ValueError("checkpoint has another size")
         world.pixels[:] = rgba[..., :3]
         world.painted[:] = rgba[..., 3] == 255
-        return world, image.text.get("fingerprint", ""), int(image.text.get("call", "-1"))
+        return world, dict(image.text)
 
 
 def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fp: str, count: int) -> list[dict]:
@@ -158,16 +159,18 @@ def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fp: str, 
     return valid
 
 
-def _load_checkpoint(store: ObjectStore, sku: str, plan: Plan, fp: str) -> tuple[_World, int] | None:
+def _load_checkpoint(store: ObjectStore, sku: str, plan: Plan, fp: str) -> tuple[_World, int, list] | None:
+    """The world after the last finished call, that call's index and the calls' records (seeds)."""
     try:
-        world, ck_fp, call = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)), plan.bounds)
+        world, text = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)), plan.bounds)
+        call, calls = int(text["call"]), json.loads(text["calls"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):
         return None  # unreadable checkpoint: rebuild the world from the hero image
-    if ck_fp != fp or not -1 <= call < len(plan.calls):
+    if text.get("fingerprint") != fp or not 0 <= call < len(plan.calls) or len(calls) != len(plan.calls):
         return None
-    return world, call
+    return world, call, calls
 
 
 def generate(
@@ -214,8 +217,6 @@ def generate(
     previous = read_manifest(store, sku)
     reused = _valid_prefix(store, sku, previous, fp, path.num_frames)
     manifest["frames"] = list(reused)
-    if reused:
-        manifest["calls"] = previous["calls"]  # keeps the seeds that retries moved on to
     for record in reused:
         if on_frame:
             on_frame(record, True)
@@ -224,7 +225,7 @@ def generate(
         world, done = _World(plan.bounds), -1
         world.paint(plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool))
     else:
-        world, done = checkpoint
+        world, done, manifest["calls"] = checkpoint  # keeps the seeds that retries moved on to
 
     # 4. Frames whose pixels the world already holds
     writer = _FrameWriter(store, sku, plan, manifest, on_frame)
@@ -242,7 +243,7 @@ def generate(
         world.paint(call.window, out, ~painted)
         calls_made += 1
         manifest["calls"][call.index]["seed"] = step_seed(settings.seed, call.first_frame, attempt)
-        store.write_bytes(layout.world_checkpoint(sku), world.to_png(fp, call.index))
+        store.write_bytes(layout.world_checkpoint(sku), world.to_png(fp, call.index, manifest["calls"]))
         writer.write_ready(world, call.index, hero_png=hero_png)
 
     # 6. Drop frames a longer earlier video left behind
