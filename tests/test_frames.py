@@ -174,3 +174,29 @@ def test_nan_output_is_detected():
 def test_odd_sized_hero_is_refused(tiny_pipe, local_store):
     with pytest.raises(Exception, match="multiple of 8"):
         frames.generate(tiny_pipe, local_store, Image.new("RGB", (250, 256)), PATH, _settings(), sku="B")
+
+
+def test_a_longer_path_keeps_the_frames_it_shares(tiny_pipe, hero_set, tmp_path):
+    """Extending a video keeps every frame painted before the first call that differs.
+
+    The one world checkpoint is the short plan's last call, which the longer plan does not share, so the
+    shared calls are made again to rebuild the world; their frames are not written again.
+    """
+    image, settings = hero_set[2], _settings(lookahead=64)
+    short = camera.from_shifts([(-4, 0)] * 30, fps=12)
+    longer = camera.from_shifts([(-4, 0)] * 30 + [(0, -4)] * 20, fps=12)
+    store = LocalStore(tmp_path / "a")
+    first = frames.generate(tiny_pipe, store, image, short, settings, sku="B")
+    extended = frames.generate(tiny_pipe, store, image, longer, settings, sku="B")
+    fresh = frames.generate(tiny_pipe, LocalStore(tmp_path / "b"), image, longer, settings, sku="B")
+    assert _stored(store, "B") == _stored(LocalStore(tmp_path / "b"), "B")
+    assert extended.manifest == fresh.manifest
+    # the calls of the short plan that the long plan shares were not made again
+    shared = 0
+    for a, b in zip(first.manifest["calls"], fresh.manifest["calls"], strict=False):
+        if a["window"] != b["window"]:
+            break
+        shared += 1
+    assert shared >= 1
+    assert extended.frames_reused >= fresh.manifest["calls"][shared - 1]["frames"][-1]
+    assert extended.calls_made == fresh.calls_made

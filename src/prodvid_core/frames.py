@@ -6,9 +6,9 @@ carried over unchanged to every frame that shows it. So product pixels stay exac
 accumulates the way it does when each frame is re-generated from the last.
 
 Each frame is written to the store as soon as it exists, with `manifest.json` updated after it; the world
-canvas is checkpointed after each call, before the frames it serves. A re-run with the same fingerprint
-reuses every stored frame whose checksum matches and resumes at the first missing one, byte for byte what
-an uninterrupted run would have written.
+canvas is checkpointed after each call, before the frames it serves. A re-run reuses every stored frame whose
+fingerprint and checksum match and resumes at the first missing or invalid one, byte for byte what an
+uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -91,12 +91,33 @@ def load_frames(store: ObjectStore, sku: str, manifest: dict | None = None) -> I
         yield np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def fingerprint(settings: FrameSettings, path: CameraPath, size: tuple[int, int], hero_sha256: str) -> str:
-    """Hash of everything that determines the frames' pixels (fps only times them, so it is left out)."""
-    spec = asdict(settings)
-    spec.pop("max_retries")
-    spec.update(shifts=[list(s) for s in path.shifts], size=list(size), hero=hero_sha256, v=MANIFEST_VERSION)
-    return sha256(json.dumps(spec, sort_keys=True).encode())
+class _Fingerprints:
+    """What decides each frame's pixels, hashed, so a change invalidates only from the first frame it affects.
+
+    The world after call c depends on the settings, the hero image and calls 0..c (windows and seeds); frame
+    k depends on the world after the call that completes it and on its own offset. So extending a path, or
+    changing its end, keeps every frame painted before the first call that differs. fps only times the
+    frames and is left out.
+    """
+
+    def __init__(self, settings: FrameSettings, plan: Plan, hero_sha256: str):
+        spec = asdict(settings)
+        spec.pop("max_retries")
+        spec.update(size=list(plan.frame_size), hero=hero_sha256, v=MANIFEST_VERSION)
+        self.worlds = [sha256(json.dumps(spec, sort_keys=True).encode())]  # [c + 1]: after call c
+        for call in plan.calls:
+            self.worlds.append(sha256(f"{self.worlds[-1]}|{call.window}|{call.first_frame}".encode()))
+        self.frames = [
+            sha256(f"{self.worlds[c + 1]}|{offset}".encode())
+            for c, offset in zip(plan.call_of_frame, plan.offsets, strict=True)
+        ]
+
+    def world(self, call: int) -> str:
+        return self.worlds[call + 1]
+
+    @property
+    def video(self) -> str:
+        return sha256("|".join(self.frames).encode())
 
 
 class _World:
@@ -125,29 +146,45 @@ class _World:
     def to_png(self, fp: str, call: int, calls: list[dict]) -> bytes:
         """One atomic object: pixels, painted mask (alpha) and the calls made so far, with their seeds."""
         rgba = np.dstack([self.pixels, np.where(self.painted, 255, 0).astype(np.uint8)])
-        return png_bytes(rgba, {"fingerprint": fp, "call": str(call), "calls": json.dumps(calls)})
+        text = {
+            "fingerprint": fp,
+            "call": str(call),
+            "calls": json.dumps(calls),
+            "bounds": json.dumps(self.bounds),
+        }
+        return png_bytes(rgba, text)
 
     @classmethod
     def from_png(cls, data: bytes, bounds: Box) -> tuple[_World, dict[str, str]]:
+        """Load a checkpoint into a world of `bounds` (a changed path may have moved the world's edges)."""
         image = Image.open(io.BytesIO(data))
         image.load()
+        text = dict(image.text)
+        old = cls(tuple(json.loads(text["bounds"])))
         rgba = np.asarray(image.convert("RGBA"))
+        if rgba.shape[:2] != old.painted.shape:
+            raise ValueError("checkpoint size does not match its bounds")
+        old.pixels[:], old.painted[:] = rgba[..., :3], rgba[..., 3] == 255
         world = cls(bounds)
-        if rgba.shape[:2] != world.painted.shape:
-            raise ValueError("checkpoint has another size")
-        world.pixels[:] = rgba[..., :3]
-        world.painted[:] = rgba[..., 3] == 255
-        return world, dict(image.text)
+        (x0, y0, x1, y1), (u0, v0, u1, v1) = bounds, old.bounds
+        common = (max(x0, u0), max(y0, v0), min(x1, u1), min(y1, v1))
+        if common[0] >= common[2] or common[1] >= common[3]:
+            raise ValueError("checkpoint lies outside the world")
+        pixels, painted = old.window(common)
+        if painted.sum() != old.painted.sum():
+            raise ValueError("checkpoint has painted pixels outside the world")
+        world.paint(common, pixels, painted)
+        return world, text
 
 
-def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fp: str, count: int) -> list[dict]:
+def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fps: _Fingerprints) -> list[dict]:
     """The stored frame records, in order, up to the first one missing, changed or from other settings."""
-    if not manifest or manifest.get("fingerprint") != fp:
+    if not manifest:
         return []
     valid = []
     prefix = layout.frames_prefix(sku)
-    for i, record in enumerate(manifest.get("frames", [])[:count]):
-        if record.get("index") != i:
+    for i, record in enumerate(manifest.get("frames", [])[: len(fps.frames)]):
+        if record.get("index") != i or record.get("fingerprint") != fps.frames[i]:
             break
         try:
             data = store.read_bytes(prefix + record["file"])
@@ -159,18 +196,20 @@ def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fp: str, 
     return valid
 
 
-def _load_checkpoint(store: ObjectStore, sku: str, plan: Plan, fp: str) -> tuple[_World, int, list] | None:
+def _load_checkpoint(
+    store: ObjectStore, sku: str, plan: Plan, fps: _Fingerprints
+) -> tuple[_World, int, list] | None:
     """The world after the last finished call, that call's index and the calls' records (seeds)."""
     try:
         world, text = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)), plan.bounds)
         call, calls = int(text["call"]), json.loads(text["calls"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable checkpoint: rebuild the world from the hero image
-    if text.get("fingerprint") != fp or not 0 <= call < len(plan.calls) or len(calls) != len(plan.calls):
+    if not 0 <= call < len(plan.calls) or text.get("fingerprint") != fps.world(call):
         return None
-    return world, call, calls
+    return world, call, calls[: call + 1]
 
 
 def generate(
@@ -210,25 +249,25 @@ def generate(
 
     # 2. Plan every diffusion call (a pure function of path and settings)
     plan = plan_calls(path, size, lookahead=settings.lookahead, max_window=settings.max_window)
-    fp = fingerprint(settings, path, size, sha256(hero_png))
-    manifest = _new_manifest(sku, fp, path, plan, settings)
+    fps = _Fingerprints(settings, plan, sha256(hero_png))
+    manifest = _new_manifest(sku, fps.video, path, plan, settings)
 
-    # 3. Reuse what a previous run stored with the same fingerprint
-    previous = read_manifest(store, sku)
-    reused = _valid_prefix(store, sku, previous, fp, path.num_frames)
+    # 3. Reuse what a previous run stored for the same frames: from the first frame a change affects, redo
+    reused = _valid_prefix(store, sku, read_manifest(store, sku), fps)
     manifest["frames"] = list(reused)
     for record in reused:
         if on_frame:
             on_frame(record, True)
-    checkpoint = _load_checkpoint(store, sku, plan, fp)
+    checkpoint = _load_checkpoint(store, sku, plan, fps)
     if checkpoint is None:
         world, done = _World(plan.bounds), -1
         world.paint(plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool))
     else:
-        world, done, manifest["calls"] = checkpoint  # keeps the seeds that retries moved on to
+        world, done, calls = checkpoint
+        manifest["calls"][: done + 1] = calls  # keeps the seeds that retries moved on to
 
     # 4. Frames whose pixels the world already holds
-    writer = _FrameWriter(store, sku, plan, manifest, on_frame)
+    writer = _FrameWriter(store, sku, plan, manifest, fps.frames, on_frame)
     writer.write_ready(world, done, hero_png=hero_png)
 
     # 5. Paint the rest, call by call: checkpoint the world, then write the frames it completes
@@ -243,7 +282,8 @@ def generate(
         world.paint(call.window, out, ~painted)
         calls_made += 1
         manifest["calls"][call.index]["seed"] = step_seed(settings.seed, call.first_frame, attempt)
-        store.write_bytes(layout.world_checkpoint(sku), world.to_png(fp, call.index, manifest["calls"]))
+        checkpoint_png = world.to_png(fps.world(call.index), call.index, manifest["calls"][: call.index + 1])
+        store.write_bytes(layout.world_checkpoint(sku), checkpoint_png)
         writer.write_ready(world, call.index, hero_png=hero_png)
 
     # 6. Drop frames a longer earlier video left behind
@@ -286,8 +326,11 @@ def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: Fra
 class _FrameWriter:
     """Writes frames in order, each as soon as the world holds all its pixels, then the manifest."""
 
-    def __init__(self, store: ObjectStore, sku: str, plan: Plan, manifest: dict, on_frame):
+    def __init__(
+        self, store: ObjectStore, sku: str, plan: Plan, manifest: dict, fingerprints: list[str], on_frame
+    ):
         self.store, self.sku, self.plan, self.manifest, self.on_frame = store, sku, plan, manifest, on_frame
+        self.fingerprints = fingerprints
         self.fail_at = int(os.environ.get(FAIL_AT_FRAME_ENV, "-1"))
 
     def write_ready(self, world: _World, done: int, *, hero_png: bytes) -> None:
@@ -304,6 +347,7 @@ class _FrameWriter:
                 "offset": list(self.plan.offsets[k]),
                 "call": self.plan.call_of_frame[k],
                 "sha256": sha256(data),
+                "fingerprint": self.fingerprints[k],
             }
             self.store.write_bytes(layout.frame_png(self.sku, k), data)
             frames.append(record)
