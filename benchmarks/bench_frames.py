@@ -39,18 +39,26 @@ def main() -> None:
 
     settings = run.Settings(size=args.size, steps=args.steps).with_preset(models.TINY_PRESET)
     if args.model != models.TINY_PRESET:
-        settings = run.Settings(size=args.size, steps=args.steps, hero_model=args.model, frames_model=args.model)
+        settings = run.Settings(
+            size=args.size, steps=args.steps, hero_model=args.model, frames_model=args.model
+        )
     pipe = settings.load(settings.frames_model)
     expanded, product = run.make_canvas(sample_photo_bytes(), sku="BENCH", settings=settings)
     with tempfile.TemporaryDirectory() as tmp:
         brief = parse_brief({"prompt": "a bottle on a marble counter"}, sku="BENCH")
         hero, _ = run.make_hero(LocalStore(tmp), "BENCH", expanded, product, brief, settings)
-    print(f"model={args.model} size={args.size} steps={args.steps} device={models.resolve_device(settings.device)}")
+    device = models.resolve_device(settings.device)
+    print(f"model={args.model} size={args.size} steps={args.steps} device={device}")
     print(f"{'path':<44} {'variant':<22} {'frames':>6} {'calls':>6} {'seconds':>8}")
     for name, path in PATHS.items():
         rows = {}
-        for variant, lookahead in (("original (lookahead 0)", 0), (f"world (lookahead {args.lookahead})", args.lookahead)):
-            fs = frames.FrameSettings(prompt="a bottle on a marble counter", steps=args.steps, lookahead=lookahead)
+        for variant, lookahead in (
+            ("original (lookahead 0)", 0),
+            (f"world (lookahead {args.lookahead})", args.lookahead),
+        ):
+            fs = frames.FrameSettings(
+                prompt="a bottle on a marble counter", steps=args.steps, lookahead=lookahead
+            )
             calls, seconds = _time_frames(pipe, hero.image, path, fs)
             rows[variant] = (calls, seconds)
             print(f"{name:<44} {variant:<22} {path.num_frames:>6} {calls:>6} {seconds:>8.1f}")

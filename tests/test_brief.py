@@ -44,7 +44,9 @@ def test_bad_briefs_name_the_sku_and_field(data, words):
     assert "BAD-1" in str(err.value) and words in str(err.value)
 
 
-@pytest.mark.parametrize("sku", ["a/b", "..", "a..b", "../etc", "has space", "a,b", "x" * 65, "", "-lead", ".hidden"])
+@pytest.mark.parametrize(
+    "sku", ["a/b", "..", "a..b", "../etc", "has space", "a,b", "x" * 65, "", "-lead", ".hidden"]
+)
 def test_unsafe_sku_ids_are_rejected(sku):
     with pytest.raises(InvalidSkuError, match="not a valid id"):
         validate_sku(sku)

@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import labelled_box
 from prodvid_core import camera, frames, hero, layout
 from prodvid_core.errors import GenerationError
 from prodvid_core.inpaint import is_unusable, step_seed
 from prodvid_core.storage import LocalStore
-
-from conftest import labelled_box
 
 PROMPT = "a red box on a wooden table"
 PATH = camera.pan((-60, -28), num_frames=14, fps=12)
@@ -63,7 +62,9 @@ def test_frames_are_exact_product_and_agree_on_overlaps(tiny_pipe, hero_set, loc
 def test_lookahead_serves_many_frames_per_call(tiny_pipe, hero_set, tmp_path):
     image = hero_set[2]
     with_lookahead = frames.generate(tiny_pipe, LocalStore(tmp_path / "a"), image, PATH, _settings(), sku="B")
-    per_frame = frames.generate(tiny_pipe, LocalStore(tmp_path / "b"), image, PATH, _settings(lookahead=0), sku="B")
+    per_frame = frames.generate(
+        tiny_pipe, LocalStore(tmp_path / "b"), image, PATH, _settings(lookahead=0), sku="B"
+    )
     moving = sum(1 for s in PATH.shifts if s != (0, 0))
     assert per_frame.calls_made == moving == len(per_frame.manifest["calls"])
     assert with_lookahead.calls_made < per_frame.calls_made
@@ -84,7 +85,9 @@ def test_same_inputs_give_byte_identical_frames(tiny_pipe, hero_set, tmp_path):
 
 
 @pytest.mark.parametrize("fail_at, drop_checkpoint", [(5, False), (9, False), (9, True)])
-def test_resume_after_a_crash_is_byte_identical(tiny_pipe, hero_set, tmp_path, monkeypatch, fail_at, drop_checkpoint):
+def test_resume_after_a_crash_is_byte_identical(
+    tiny_pipe, hero_set, tmp_path, monkeypatch, fail_at, drop_checkpoint
+):
     image = hero_set[2]
     path = camera.pan((-150, -20), num_frames=16, fps=12)
     settings = _settings(lookahead=64)
@@ -171,3 +174,29 @@ def test_nan_output_is_detected():
 def test_odd_sized_hero_is_refused(tiny_pipe, local_store):
     with pytest.raises(Exception, match="multiple of 8"):
         frames.generate(tiny_pipe, local_store, Image.new("RGB", (250, 256)), PATH, _settings(), sku="B")
+
+
+def test_a_longer_path_keeps_the_frames_it_shares(tiny_pipe, hero_set, tmp_path):
+    """Extending a video keeps every frame painted before the first call that differs.
+
+    The one world checkpoint is the short plan's last call, which the longer plan does not share, so the
+    shared calls are made again to rebuild the world; their frames are not written again.
+    """
+    image, settings = hero_set[2], _settings(lookahead=64)
+    short = camera.from_shifts([(-4, 0)] * 30, fps=12)
+    longer = camera.from_shifts([(-4, 0)] * 30 + [(0, -4)] * 20, fps=12)
+    store = LocalStore(tmp_path / "a")
+    first = frames.generate(tiny_pipe, store, image, short, settings, sku="B")
+    extended = frames.generate(tiny_pipe, store, image, longer, settings, sku="B")
+    fresh = frames.generate(tiny_pipe, LocalStore(tmp_path / "b"), image, longer, settings, sku="B")
+    assert _stored(store, "B") == _stored(LocalStore(tmp_path / "b"), "B")
+    assert extended.manifest == fresh.manifest
+    # the calls of the short plan that the long plan shares were not made again
+    shared = 0
+    for a, b in zip(first.manifest["calls"], fresh.manifest["calls"], strict=False):
+        if a["window"] != b["window"]:
+            break
+        shared += 1
+    assert shared >= 1
+    assert extended.frames_reused >= fresh.manifest["calls"][shared - 1]["frames"][-1]
+    assert extended.calls_made == fresh.calls_made

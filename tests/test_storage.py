@@ -13,7 +13,6 @@ from prodvid_core.storage import LocalStore, ObjectStore, S3Store, open_store
 from s3_server import DUMMY_AWS_ENV, start_s3_server
 
 
-
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":

@@ -20,7 +20,12 @@ def test_mp4_decodes_to_the_frames_written(n, fps, tmp_path):
     meta = next(reader)
     decoded = list(reader)
     assert len(decoded) == n
-    assert (meta["codec"], meta["pix_fmt"].split("(")[0], meta["fps"], meta["size"]) == ("h264", "yuv420p", fps, (96, 64))
+    assert (meta["codec"], meta["pix_fmt"].split("(")[0], meta["fps"], meta["size"]) == (
+        "h264",
+        "yuv420p",
+        fps,
+        (96, 64),
+    )
     assert video.probe(result.data) == (n, float(fps), (96, 64))
     assert result.data[4:8] == b"ftyp"
     # faststart: the index (moov) comes before the media data, so browsers start playing at once

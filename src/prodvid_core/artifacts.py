@@ -13,7 +13,7 @@ from PIL import Image
 
 from prodvid_core import layout
 from prodvid_core.canvas import Canvas, Placement
-from prodvid_core.frames import png_bytes, sha256
+from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.hero import HeroResult
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult

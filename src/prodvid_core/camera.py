@@ -47,7 +47,7 @@ class CameraPath:
         return len(self.shifts) + 1
 
     def offsets(self) -> list[Shift]:
-        """Cumulative shift of each frame since frame 0: frame k's pixel at p + offset shows frame 0's pixel p."""
+        """Cumulative shift since frame 0: frame k's pixel at p + offset shows frame 0's pixel p."""
         x = y = 0
         out = [(0, 0)]
         for dx, dy in self.shifts:
@@ -150,7 +150,9 @@ _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
-def from_spec(spec: dict | None, *, sku: str, num_frames: int | None = None, fps: int | None = None) -> CameraPath:
+def from_spec(
+    spec: dict | None, *, sku: str, num_frames: int | None = None, fps: int | None = None
+) -> CameraPath:
     """Build the path a brief asks for, e.g. `{"path": "pan", "distance": [-120, 0], "ease": true}`.
 
     `num_frames` and `fps` (top-level brief fields) override the path's own. Unknown paths and ill-typed
@@ -164,7 +166,9 @@ def from_spec(spec: dict | None, *, sku: str, num_frames: int | None = None, fps
         expected = _FIELDS[name].get(key)
         if expected is None:
             allowed = ", ".join(["path", *_FIELDS[name]])
-            raise InvalidBriefError(f"SKU {sku}: unknown field camera.{key} for path {name!r} (allowed: {allowed}).")
+            raise InvalidBriefError(
+                f"SKU {sku}: unknown field camera.{key} for path {name!r} (allowed: {allowed})."
+            )
         if not isinstance(value, expected) or isinstance(value, bool) and expected is not bool:
             raise InvalidBriefError(f"SKU {sku}: camera.{key} has the wrong type ({type(value).__name__}).")
     kwargs: dict = {k: v for k, v in (("num_frames", num_frames), ("fps", fps)) if v is not None}
@@ -209,5 +213,7 @@ def _build(name: str, spec: dict, kwargs: dict) -> CameraPath:
         raise ValueError("camera.shifts must be whole pixels")
     path = from_shifts(shifts, fps=kwargs.get("fps", 24))
     if "num_frames" in kwargs and kwargs["num_frames"] != path.num_frames:
-        raise ValueError(f"num_frames is {kwargs['num_frames']} but camera.shifts gives {path.num_frames} frames")
+        raise ValueError(
+            f"num_frames is {kwargs['num_frames']} but camera.shifts gives {path.num_frames} frames"
+        )
     return path

@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--num-frames", type=int, help="frames in the video, counting the hero image")
     gen.add_argument("--fps", type=int)
-    gen.add_argument("--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)")
+    gen.add_argument(
+        "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
+    )
     gen.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
     gen.add_argument("--preset", choices=[models.TINY_PRESET], help="offline random-weight models")
     gen.add_argument("--hero-model", help=f"hub id or folder (default {models.DEFAULT_HERO_MODEL})")
@@ -74,7 +76,9 @@ def _brief(args: argparse.Namespace):
         except (OSError, ValueError) as e:
             raise ProdvidError(f"SKU {args.sku}: cannot read brief {args.brief}: {e}") from None
     if args.camera:
-        data["camera"] = json.loads(args.camera) if args.camera.lstrip().startswith("{") else {"path": args.camera}
+        data["camera"] = (
+            json.loads(args.camera) if args.camera.lstrip().startswith("{") else {"path": args.camera}
+        )
     flags = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
         "num_frames": args.num_frames, "fps": args.fps,
@@ -112,8 +116,10 @@ def _generate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     fs = result.frames
-    print(f"SKU {args.sku}: {fs.count} frames ({reused} reused from an earlier run), "
-          f"{fs.calls_made} diffusion calls, hero image {'reused' if result.hero_reused else 'made'}.")
+    print(
+        f"SKU {args.sku}: {fs.count} frames ({reused} reused from an earlier run), "
+        f"{fs.calls_made} diffusion calls, hero image {'reused' if result.hero_reused else 'made'}."
+    )
     sku = args.sku
     for name, key in (
         ("canvas", layout.canvas_png(sku)),

@@ -6,14 +6,13 @@ carried over unchanged to every frame that shows it. So product pixels stay exac
 accumulates the way it does when each frame is re-generated from the last.
 
 Each frame is written to the store as soon as it exists, with `manifest.json` updated after it; the world
-canvas is checkpointed after each call, before the frames it serves. A re-run with the same fingerprint
-reuses every stored frame whose checksum matches and resumes at the first missing one, byte for byte what
-an uninterrupted run would have written.
+canvas is checkpointed after each call, before the frames it serves. A re-run reuses every stored frame whose
+fingerprint and checksum match and resumes at the first missing or invalid one, byte for byte what an
+uninterrupted run would have written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -22,16 +21,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from prodvid_core import layout
 from prodvid_core.camera import CameraPath
+from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
 from prodvid_core.inpaint import Prompt, inpaint, step_seed
 from prodvid_core.plan import Box, Plan, plan_calls
 from prodvid_core.storage import ObjectStore
 
-__all__ = ["FrameSettings", "FrameSet", "generate", "read_manifest", "load_frames", "png_bytes", "sha256"]
+__all__ = ["FrameSettings", "FrameSet", "generate", "read_manifest", "load_frames"]
 
 MANIFEST_VERSION = 1
 FAIL_AT_FRAME_ENV = "PRODVID_TEST_FAIL_AT_FRAME"  # test-only switch: raise before writing this frame
@@ -72,24 +72,6 @@ class FrameSet:
         return [prefix + f["file"] for f in self.manifest["frames"]]
 
 
-def png_bytes(image: Image.Image | np.ndarray, text: dict[str, str] | None = None) -> bytes:
-    """Encode as PNG; deterministic for the same pixels, so checksums identify content."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    info = None
-    if text:
-        info = PngImagePlugin.PngInfo()
-        for key, value in text.items():
-            info.add_text(key, value)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def read_manifest(store: ObjectStore, sku: str) -> dict | None:
     try:
         return json.loads(store.read_bytes(layout.frames_manifest(sku)))
@@ -109,12 +91,33 @@ def load_frames(store: ObjectStore, sku: str, manifest: dict | None = None) -> I
         yield np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def fingerprint(settings: FrameSettings, path: CameraPath, size: tuple[int, int], hero_sha256: str) -> str:
-    """Hash of everything that determines the frames' pixels (fps only times them, so it is left out)."""
-    spec = asdict(settings)
-    spec.pop("max_retries")
-    spec.update(shifts=[list(s) for s in path.shifts], size=list(size), hero=hero_sha256, v=MANIFEST_VERSION)
-    return sha256(json.dumps(spec, sort_keys=True).encode())
+class _Fingerprints:
+    """What decides each frame's pixels, hashed, so a change invalidates only from the first frame it affects.
+
+    The world after call c depends on the settings, the hero image and calls 0..c (windows and seeds); frame
+    k depends on the world after the call that completes it and on its own offset. So extending a path, or
+    changing its end, keeps every frame painted before the first call that differs. fps only times the
+    frames and is left out.
+    """
+
+    def __init__(self, settings: FrameSettings, plan: Plan, hero_sha256: str):
+        spec = asdict(settings)
+        spec.pop("max_retries")
+        spec.update(size=list(plan.frame_size), hero=hero_sha256, v=MANIFEST_VERSION)
+        self.worlds = [sha256(json.dumps(spec, sort_keys=True).encode())]  # [c + 1]: after call c
+        for call in plan.calls:
+            self.worlds.append(sha256(f"{self.worlds[-1]}|{call.window}|{call.first_frame}".encode()))
+        self.frames = [
+            sha256(f"{self.worlds[c + 1]}|{offset}".encode())
+            for c, offset in zip(plan.call_of_frame, plan.offsets, strict=True)
+        ]
+
+    def world(self, call: int) -> str:
+        return self.worlds[call + 1]
+
+    @property
+    def video(self) -> str:
+        return sha256("|".join(self.frames).encode())
 
 
 class _World:
@@ -140,31 +143,48 @@ class _World:
         self.pixels[s][new] = pixels[new]
         self.painted[s] |= new
 
-    def to_png(self, fp: str, call: int) -> bytes:
+    def to_png(self, fp: str, call: int, calls: list[dict]) -> bytes:
+        """One atomic object: pixels, painted mask (alpha) and the calls made so far, with their seeds."""
         rgba = np.dstack([self.pixels, np.where(self.painted, 255, 0).astype(np.uint8)])
-        return png_bytes(rgba, {"fingerprint": fp, "call": str(call)})
+        text = {
+            "fingerprint": fp,
+            "call": str(call),
+            "calls": json.dumps(calls),
+            "bounds": json.dumps(self.bounds),
+        }
+        return png_bytes(rgba, text)
 
     @classmethod
-    def from_png(cls, data: bytes, bounds: Box) -> tuple[_World, str, int]:
+    def from_png(cls, data: bytes, bounds: Box) -> tuple[_World, dict[str, str]]:
+        """Load a checkpoint into a world of `bounds` (a changed path may have moved the world's edges)."""
         image = Image.open(io.BytesIO(data))
         image.load()
+        text = dict(image.text)
+        old = cls(tuple(json.loads(text["bounds"])))
         rgba = np.asarray(image.convert("RGBA"))
+        if rgba.shape[:2] != old.painted.shape:
+            raise ValueError("checkpoint size does not match its bounds")
+        old.pixels[:], old.painted[:] = rgba[..., :3], rgba[..., 3] == 255
         world = cls(bounds)
-        if rgba.shape[:2] != world.painted.shape:
-            raise ValueError("checkpoint has another size")
-        world.pixels[:] = rgba[..., :3]
-        world.painted[:] = rgba[..., 3] == 255
-        return world, image.text.get("fingerprint", ""), int(image.text.get("call", "-1"))
+        (x0, y0, x1, y1), (u0, v0, u1, v1) = bounds, old.bounds
+        common = (max(x0, u0), max(y0, v0), min(x1, u1), min(y1, v1))
+        if common[0] >= common[2] or common[1] >= common[3]:
+            raise ValueError("checkpoint lies outside the world")
+        pixels, painted = old.window(common)
+        if painted.sum() != old.painted.sum():
+            raise ValueError("checkpoint has painted pixels outside the world")
+        world.paint(common, pixels, painted)
+        return world, text
 
 
-def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fp: str, count: int) -> list[dict]:
+def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fps: _Fingerprints) -> list[dict]:
     """The stored frame records, in order, up to the first one missing, changed or from other settings."""
-    if not manifest or manifest.get("fingerprint") != fp:
+    if not manifest:
         return []
     valid = []
     prefix = layout.frames_prefix(sku)
-    for i, record in enumerate(manifest.get("frames", [])[:count]):
-        if record.get("index") != i:
+    for i, record in enumerate(manifest.get("frames", [])[: len(fps.frames)]):
+        if record.get("index") != i or record.get("fingerprint") != fps.frames[i]:
             break
         try:
             data = store.read_bytes(prefix + record["file"])
@@ -176,16 +196,20 @@ def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fp: str, 
     return valid
 
 
-def _load_checkpoint(store: ObjectStore, sku: str, plan: Plan, fp: str) -> tuple[_World, int] | None:
+def _load_checkpoint(
+    store: ObjectStore, sku: str, plan: Plan, fps: _Fingerprints
+) -> tuple[_World, int, list] | None:
+    """The world after the last finished call, that call's index and the calls' records (seeds)."""
     try:
-        world, ck_fp, call = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)), plan.bounds)
+        world, text = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)), plan.bounds)
+        call, calls = int(text["call"]), json.loads(text["calls"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable checkpoint: rebuild the world from the hero image
-    if ck_fp != fp or not -1 <= call < len(plan.calls):
+    if not 0 <= call < len(plan.calls) or text.get("fingerprint") != fps.world(call):
         return None
-    return world, call
+    return world, call, calls[: call + 1]
 
 
 def generate(
@@ -209,40 +233,41 @@ def generate(
         on_frame: called with each frame's manifest record and whether it was reused, for progress.
 
     Example:
-        >>> frame_set = frames.generate(pipe, store, hero.image, camera.drift(), FrameSettings("a beach"), sku="MUG-1")
+        >>> settings = FrameSettings(prompt="on a beach")
+        >>> frame_set = frames.generate(pipe, store, hero.image, camera.drift(), settings, sku="MUG-1")
         >>> frame_set.calls_made, frame_set.count
     """
     # 1. Check inputs
     size = hero.size
     if size[0] % 8 or size[1] % 8:
-        raise InvalidInputError(f"SKU {sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}.")
+        raise InvalidInputError(
+            f"SKU {sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}."
+        )
     hero_rgb = np.asarray(hero.convert("RGB"))
     hero_png = png_bytes(hero_rgb)
     start = time.perf_counter()
 
     # 2. Plan every diffusion call (a pure function of path and settings)
     plan = plan_calls(path, size, lookahead=settings.lookahead, max_window=settings.max_window)
-    fp = fingerprint(settings, path, size, sha256(hero_png))
-    manifest = _new_manifest(sku, fp, path, plan, settings)
+    fps = _Fingerprints(settings, plan, sha256(hero_png))
+    manifest = _new_manifest(sku, fps.video, path, plan, settings)
 
-    # 3. Reuse what a previous run stored with the same fingerprint
-    previous = read_manifest(store, sku)
-    reused = _valid_prefix(store, sku, previous, fp, path.num_frames)
+    # 3. Reuse what a previous run stored for the same frames: from the first frame a change affects, redo
+    reused = _valid_prefix(store, sku, read_manifest(store, sku), fps)
     manifest["frames"] = list(reused)
-    if reused:
-        manifest["calls"] = previous["calls"]  # keeps the seeds that retries moved on to
     for record in reused:
         if on_frame:
             on_frame(record, True)
-    checkpoint = _load_checkpoint(store, sku, plan, fp)
+    checkpoint = _load_checkpoint(store, sku, plan, fps)
     if checkpoint is None:
         world, done = _World(plan.bounds), -1
         world.paint(plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool))
     else:
-        world, done = checkpoint
+        world, done, calls = checkpoint
+        manifest["calls"][: done + 1] = calls  # keeps the seeds that retries moved on to
 
     # 4. Frames whose pixels the world already holds
-    writer = _FrameWriter(store, sku, plan, manifest, on_frame)
+    writer = _FrameWriter(store, sku, plan, manifest, fps.frames, on_frame)
     writer.write_ready(world, done, hero_png=hero_png)
 
     # 5. Paint the rest, call by call: checkpoint the world, then write the frames it completes
@@ -257,7 +282,8 @@ def generate(
         world.paint(call.window, out, ~painted)
         calls_made += 1
         manifest["calls"][call.index]["seed"] = step_seed(settings.seed, call.first_frame, attempt)
-        store.write_bytes(layout.world_checkpoint(sku), world.to_png(fp, call.index))
+        checkpoint_png = world.to_png(fps.world(call.index), call.index, manifest["calls"][: call.index + 1])
+        store.write_bytes(layout.world_checkpoint(sku), checkpoint_png)
         writer.write_ready(world, call.index, hero_png=hero_png)
 
     # 6. Drop frames a longer earlier video left behind
@@ -276,9 +302,7 @@ def generate(
 
 
 def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: FrameSettings) -> dict:
-    calls = [
-        {**c.to_json(), "seed": step_seed(settings.seed, c.first_frame)} for c in plan.calls
-    ]
+    calls = [{**c.to_json(), "seed": step_seed(settings.seed, c.first_frame)} for c in plan.calls]
     return {
         "version": MANIFEST_VERSION,
         "sku": sku,
@@ -302,8 +326,11 @@ def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: Fra
 class _FrameWriter:
     """Writes frames in order, each as soon as the world holds all its pixels, then the manifest."""
 
-    def __init__(self, store: ObjectStore, sku: str, plan: Plan, manifest: dict, on_frame):
+    def __init__(
+        self, store: ObjectStore, sku: str, plan: Plan, manifest: dict, fingerprints: list[str], on_frame
+    ):
         self.store, self.sku, self.plan, self.manifest, self.on_frame = store, sku, plan, manifest, on_frame
+        self.fingerprints = fingerprints
         self.fail_at = int(os.environ.get(FAIL_AT_FRAME_ENV, "-1"))
 
     def write_ready(self, world: _World, done: int, *, hero_png: bytes) -> None:
@@ -320,10 +347,13 @@ class _FrameWriter:
                 "offset": list(self.plan.offsets[k]),
                 "call": self.plan.call_of_frame[k],
                 "sha256": sha256(data),
+                "fingerprint": self.fingerprints[k],
             }
             self.store.write_bytes(layout.frame_png(self.sku, k), data)
             frames.append(record)
-            self.store.write_bytes(layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode())
+            self.store.write_bytes(
+                layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode()
+            )
             if self.on_frame:
                 self.on_frame(record, False)
 

@@ -75,7 +75,9 @@ def generate(
     """
     # 1. Check inputs
     if canvas.size != mask.size:
-        raise ValueError(f"`canvas` and `mask` have to be the same size but are {canvas.size} and {mask.size}.")
+        raise ValueError(
+            f"`canvas` and `mask` have to be the same size but are {canvas.size} and {mask.size}."
+        )
     reference = np.asarray(canvas.convert("RGB"))
     product = np.asarray(mask.convert("L")) >= 128
 
@@ -83,7 +85,9 @@ def generate(
     start = time.perf_counter()
     spec = Prompt(prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance)
     paint = paint_mask(product, blend_px)
-    painted, attempt = inpaint(pipe, reference, paint, spec, seed=seed, step=0, sku=sku, what="the hero image")
+    painted, attempt = inpaint(
+        pipe, reference, paint, spec, seed=seed, step=0, sku=sku, what="the hero image"
+    )
 
     # 3. Paste the product back, pixel for pixel
     image = Image.fromarray(paste_product(painted, reference, product))

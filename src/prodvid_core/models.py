@@ -82,6 +82,9 @@ _HUB_PROBE_TIMEOUT_S = 5.0
 
 _CACHE: dict[tuple[str, str, str, str | None, bool], Any] = {}
 _LOCK = threading.Lock()
+# Module construction draws from torch's global RNG: one seeded build at a time, one tiny write at a time.
+_SEED_LOCK = threading.Lock()
+_TINY_LOCK = threading.Lock()
 
 
 # --- the tiny preset -------------------------------------------------------------------------------------
@@ -107,12 +110,13 @@ def write_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> Pat
     `AutoencoderKL` with scale factor 8, `CLIPTextModel`, a byte-level BPE `CLIPTokenizer`, the PNDM
     scheduler of SD 1.5 inpainting) at a tiny width, so code written against it works unchanged on a real
     checkpoint, and one 512×512 call takes about a second on a laptop CPU. Weights are a pure function of
-    `seed` (for a given torch version); the caller's global RNG state is left untouched.
+    `seed` (for a given torch version), provided no other thread draws from torch's global RNG meanwhile
+    (prodvid itself only uses explicit generators); the caller's global RNG state is left untouched.
     """
     from diffusers import StableDiffusionInpaintPipeline
 
     tokenizer = _tiny_tokenizer()
-    with torch.random.fork_rng(devices=[]):
+    with _SEED_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pipe = StableDiffusionInpaintPipeline(
             vae=_tiny_vae(),
@@ -268,23 +272,39 @@ def tiny_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
     The folder is `<cache_dir>/tiny-v1`, `cache_dir` defaulting to `$PRODVID_CACHE` or `~/.cache/prodvid`.
     It is written once into a temporary folder beside it and renamed into place, so concurrent processes
-    never see a half-written model: the first rename wins and the others use its folder.
+    never see a half-written model: the first rename wins and the others use its folder. Threads of one
+    process take turns, so only one of them writes.
     """
     root = Path(cache_dir or os.environ.get("PRODVID_CACHE") or Path.home() / ".cache" / "prodvid")
     final = root.expanduser() / _TINY_FOLDER
-    if (final / "model_index.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{_TINY_FOLDER}-", dir=final.parent))
+    with _TINY_LOCK:
+        if not (final / "model_index.json").is_file():
+            _write_once(final)
+    return final
+
+
+def _write_once(final: Path) -> None:
+    """Write the tiny preset beside `final` and rename it into place, unless another process wins."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    except OSError as err:
+        raise _unwritable(final, err) from err
     try:
         write_tiny_model(staging)
         os.rename(staging, final)
-    except OSError:
-        if not (final / "model_index.json").is_file():
-            raise  # not a lost race: a real failure (disk full, permissions)
+    except OSError as err:
+        if not (final / "model_index.json").is_file():  # not a lost race: disk full, permissions, debris
+            raise _unwritable(final, err) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return final
+
+
+def _unwritable(final: Path, err: OSError) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"the '{TINY_PRESET}' preset cannot be written to {str(final)!r} ({err}). Fix: set PRODVID_CACHE to "
+        f"a writable folder, or remove {str(final)!r} if it is left over from an interrupted run."
+    )
 
 
 def resolve_model(model: str) -> str:
@@ -371,7 +391,7 @@ def load_inpaint_pipeline(
         >>> image = pipe("a bottle on a wooden table", image=canvas, mask_image=mask).images[0]
     """
     # 1. Validate and resolve every argument before touching the disk or the network.
-    _scheduler_class_name(scheduler)
+    _check_scheduler(scheduler)
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
     resolved = _cache_name(resolve_model(model))
@@ -408,13 +428,10 @@ def _build(
     return _prepare(pipe, device, compile)
 
 
-def _scheduler_class_name(name: str | None) -> str | None:
-    """The diffusers class name for scheduler `name`, or a `ProdvidError` listing the choices."""
-    if name is None:
-        return None
-    if name not in SCHEDULERS:
+def _check_scheduler(name: str | None) -> None:
+    """Raise a `ProdvidError` listing the choices unless `name` is None or one of `SCHEDULERS`."""
+    if name is not None and name not in SCHEDULERS:
         raise ProdvidError(f"scheduler {name!r} is not supported: use one of {', '.join(SCHEDULERS)}.")
-    return SCHEDULERS[name]
 
 
 def _with_scheduler(base: Any, name: str) -> Any:
@@ -432,8 +449,9 @@ def _with_scheduler(base: Any, name: str) -> Any:
 def _from_pretrained(model: str, resolved: str, dtype: torch.dtype) -> Any:
     """Load `resolved` (a folder or a Hub id), turning every way it can be missing into one clear error.
 
-    A Hub id is looked up in the local Hugging Face cache first, so a downloaded model loads offline; only
-    then is the Hub asked, after a quick check that it answers at all.
+    A Hub id is looked up in the local Hugging Face cache first, so a downloaded model loads offline and
+    as downloaded (no update check between runs); only then is the Hub asked, after a quick check that it
+    answers at all.
     """
     if os.path.isdir(resolved):
         return _load(model, resolved, dtype, local_files_only=True)

@@ -15,6 +15,7 @@ from PIL import Image
 from prodvid_core import artifacts, canvas, frames, hero, layout, mask, models, video
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
+from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import validate_sku
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
@@ -62,10 +63,13 @@ class Settings:
 
     def model_key(self, model: str) -> str:
         """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
-        return f"{model}|{self.scheduler or 'default'}|{models.resolve_device(self.device)}|{self.dtype or 'auto'}"
+        device = models.resolve_device(self.device)
+        return f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
 
     def load(self, model: str):
-        return models.load_inpaint_pipeline(model, device=self.device, dtype=self.dtype, scheduler=self.scheduler)
+        return models.load_inpaint_pipeline(
+            model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
+        )
 
 
 @dataclass
@@ -90,7 +94,7 @@ def make_hero(
     store: ObjectStore, sku: str, expanded: Canvas, product: Image.Image, brief: Brief, settings: Settings
 ) -> tuple[HeroResult, bool]:
     """The hero image: reused when the stored one was made from this canvas with these settings."""
-    canvas_sha = frames.sha256(frames.png_bytes(expanded.image))
+    canvas_sha = sha256(png_bytes(expanded.image))
     model = settings.model_key(settings.hero_model)
     stored = artifacts.read_json(store, layout.hero_json(sku))
     wanted = {
@@ -99,7 +103,7 @@ def make_hero(
     }  # fmt: skip
     if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.exists(layout.hero_png(sku)):
         loaded = artifacts.load_hero(store, sku)
-        if frames.sha256(frames.png_bytes(loaded.image)) == stored.get("sha256"):
+        if sha256(png_bytes(loaded.image)) == stored.get("sha256"):
             return loaded, True
     result = hero.generate(
         settings.load(settings.hero_model), expanded.image, product, sku=sku, prompt=brief.prompt,
@@ -149,7 +153,8 @@ def generate_sku(
     Example:
         >>> store = LocalStore("prodvid-data")
         >>> brief = parse_brief({"prompt": "on a marble kitchen counter"}, sku="MUG-1")
-        >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, Settings().with_preset("tiny"))
+        >>> settings = Settings().with_preset("tiny")
+        >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, settings)
         >>> result.keys
     """
     # 1. Check inputs: SKU and brief are validated before anything is read or written

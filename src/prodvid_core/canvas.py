@@ -1,0 +1,371 @@
+"""The `expanded_canvas` step: a product photo, normalized and placed once on a white model-sized canvas.
+
+This is where the product reference is made, so it is the only step allowed to touch the product's
+pixels, and it does so at most once: the photo is turned upright (EXIF), reduced to 8-bit RGB (or RGBA
+when it has real transparency), cropped around the product and, only when the product does not fit,
+resized once with Lanczos. When it fits, the product pixels are copied unchanged. The exact transform is
+recorded in `Placement`, so every later step (and a test) can map canvas pixels back to the photo.
+
+Example:
+    >>> from prodvid_core.sample import sample_photo_bytes
+    >>> canvas = expand(sample_photo_bytes(), sku="DEMO-1")
+    >>> canvas.image.size, canvas.placement.scale, canvas.placement.canvas_box
+    ((512, 512), 0.5333333333333333, (137, 95, 376, 468))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from prodvid_core.errors import InvalidInputError, validate_sku
+from prodvid_core.mask import foreground
+
+__all__ = ["MAX_PIXELS", "MIN_SIDE", "ANCHORS", "Placement", "Canvas", "load_photo", "expand"]
+
+MAX_PIXELS = 64 * 1024 * 1024  # 8192 x 8192; bigger declared sizes are refused before decoding
+MIN_SIDE = 16
+ANCHORS = ("bottom", "center")
+_FORMATS = ("PNG", "JPEG", "WEBP")
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+_WHITE = (255, 255, 255)
+_FLOOR = 0.9  # anchor "bottom": the product's bottom edge rests at 90% of the canvas height
+_MIN_WHITE_BORDER = 0.25  # at least this share of the photo's edge must be background
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the photo went: `source_box` of the upright photo became `canvas_box` of the canvas.
+
+    The mapping is exactly "crop `source_box`, resize it to the size of `canvas_box` with Lanczos (skipped
+    when `scale` == 1), paste at `canvas_box`'s corner". `scale` is the factor that chose that size; the
+    box sizes are that factor rounded to whole pixels. Boxes are (left, top, right, bottom), right and
+    bottom exclusive, like PIL's.
+    """
+
+    source_box: Box
+    canvas_box: Box
+    scale: float
+    canvas_size: tuple[int, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists for the boxes), the placement part of `expanded_canvas/<SKU>.json`."""
+        return {
+            "source_box": list(self.source_box),
+            "canvas_box": list(self.canvas_box),
+            "scale": self.scale,
+            "canvas_size": list(self.canvas_size),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str | bytes) -> Placement:
+        """Read a placement back from `to_json`'s dict (or its JSON text); extra keys are ignored."""
+        if isinstance(data, str | bytes):
+            data = json.loads(data)
+        try:
+            return cls(
+                source_box=_int_tuple(data["source_box"], 4),
+                canvas_box=_int_tuple(data["canvas_box"], 4),
+                scale=float(data["scale"]),
+                canvas_size=_int_tuple(data["canvas_size"], 2),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a placement: {exc!r} in {data!r}") from exc
+
+    def to_canvas(self, x: float, y: float) -> tuple[float, float]:
+        """Map a point of the upright photo to canvas coordinates."""
+        (sl, st, sr, sb), (cl, ct, cr, cb) = self.source_box, self.canvas_box
+        return cl + (x - sl) * (cr - cl) / (sr - sl), ct + (y - st) * (cb - ct) / (sb - st)
+
+
+@dataclass
+class Canvas:
+    """The `expanded_canvas` asset: the image, how the photo was placed on it, and which photo it was.
+
+    `image` is RGB, product on exact white. When the photo had real transparency it is RGBA: RGB is the
+    product composited on white (exact white where alpha < 128) and A is the placed alpha, 0 outside.
+    """
+
+    image: Image.Image
+    placement: Placement
+    source_sha256: str
+
+    def metadata(self) -> dict[str, Any]:
+        """The JSON sidecar `expanded_canvas/<SKU>.json`: placement, source checksum, size and mode."""
+        return {
+            **self.placement.to_json(),
+            "source_sha256": self.source_sha256,
+            "size": list(self.image.size),
+            "mode": self.image.mode,
+        }
+
+
+def load_photo(data: bytes, *, sku: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode a product photo into an upright 8-bit RGB image, or RGBA if it has real transparency.
+
+    Accepts PNG, JPEG and WebP in any mode PIL reads (palette, grey, 16-bit, CMYK, bilevel, with or
+    without alpha). The declared size is checked before decoding (a small file can declare gigapixels),
+    and the pixels are decoded here in full, so a truncated file fails now with a clear message rather
+    than later in the pipeline. Every problem is an `InvalidInputError` naming the SKU.
+    """
+    validate_sku(sku)
+    if not data:
+        raise InvalidInputError(f"SKU {sku}: the photo is empty (0 bytes); upload a PNG, JPEG or WebP file.")
+    image = _decode(data, sku=sku, max_pixels=max_pixels)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except _DECODE_ERRORS as exc:
+        raise InvalidInputError(
+            f"SKU {sku}: the photo's EXIF orientation cannot be applied ({exc}); re-export the photo."
+        ) from exc
+    return _to_8bit(image)
+
+
+def expand(
+    photo: bytes,
+    *,
+    sku: str,
+    size: int | tuple[int, int] = 512,
+    fill: float = 0.7,
+    margin: float = 0.02,
+    anchor: str = "bottom",
+    upscale: bool = False,
+    tolerance: int = 24,
+) -> Canvas:
+    """Place the product of `photo` on a white canvas of `size`, touching its pixels at most once.
+
+    The product (its `mask.foreground`, or alpha >= 128) is cropped with a margin and, if its box is
+    larger than `fill` of the canvas in either direction, reduced once with Lanczos to fit; with `upscale`
+    a smaller product is enlarged to fill, otherwise it keeps its own pixels (scale 1, copied unchanged).
+    It is centred horizontally and rests with its bottom at 90% of the canvas height (`anchor="bottom"`,
+    room for a floor in the scene) or sits in the middle (`"center"`). Everything outside the product is
+    exact white, so the canvas under the mask is the product reference of the core promise.
+
+    Args:
+        photo: the photo file's bytes (PNG, JPEG or WebP).
+        sku: the product id, named in every error.
+        size: canvas side, or (width, height); multiples of 8 (the VAE's latent grid), at least 64.
+        fill: the largest share of the canvas width and height the product's box may take.
+        margin: photo border kept around the product box, as a share of its longer side (the Lanczos
+            kernel always gets at least its own support).
+        anchor: "bottom" or "center".
+        upscale: enlarge a product smaller than `fill` (one Lanczos resize) instead of keeping scale 1.
+        tolerance: how far below 255 a channel may be and still count as the white background.
+
+    Example:
+        >>> photo = open("inbox/SKU-1.png", "rb").read()  # doctest: +SKIP
+        >>> canvas = expand(photo, sku="SKU-1", size=(768, 512))  # doctest: +SKIP
+    """
+    # 1. Check the arguments before any decoding
+    canvas_size = _check_args(size, fill=fill, margin=margin, anchor=anchor)
+    # 2. Decode: upright, 8-bit, RGB or RGBA
+    source = load_photo(photo, sku=sku)
+    # 3. Find the product and its box
+    product = _product_mask(source, sku=sku, tolerance=tolerance)
+    # 4. Plan the one transform
+    placement = _place(
+        _bbox(product), source.size, canvas_size, fill=fill, margin=margin, anchor=anchor, upscale=upscale
+    )
+    # 5. Paint the canvas
+    if source.mode == "RGBA":
+        image = _paint_rgba(source, placement)
+    else:
+        image = _paint_rgb(source, product, placement, tolerance=tolerance)
+    return Canvas(image=image, placement=placement, source_sha256=hashlib.sha256(photo).hexdigest())
+
+
+def _decode(data: bytes, *, sku: str, max_pixels: int) -> Image.Image:
+    """Open, size-check and fully decode; every failure becomes an `InvalidInputError`."""
+    try:
+        with warnings.catch_warnings():  # our own limit is lower; PIL's warning would only be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise InvalidInputError(
+            f"SKU {sku}: the photo declares an absurd size ({exc}); upload a normal photo."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidInputError(
+            f"SKU {sku}: the photo is not a PNG, JPEG or WebP image ({len(data)} bytes); upload one of those."
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise InvalidInputError(f"SKU {sku}: the photo cannot be read ({exc}); re-export it.") from exc
+    _check_size(image.size, sku=sku, max_pixels=max_pixels)
+    try:
+        image.load()
+    except _DECODE_ERRORS as exc:
+        raise InvalidInputError(
+            f"SKU {sku}: the {image.format} photo is truncated or corrupt ({exc}); upload it again."
+        ) from exc
+    return image
+
+
+def _check_size(size: tuple[int, int], *, sku: str, max_pixels: int) -> None:
+    """Refuse a photo too small to hold a product, or declaring more pixels than we will decode."""
+    width, height = size
+    if width * height > max_pixels:
+        raise InvalidInputError(
+            f"SKU {sku}: the photo is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
+            f"{max_pixels / 1e6:.1f} MP limit; downscale it."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InvalidInputError(
+            f"SKU {sku}: the photo is {width}x{height} pixels, smaller than {MIN_SIDE} px on a side; "
+            "upload the full-size product photo."
+        )
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """8-bit RGB, or RGBA when some pixel is not fully opaque; 16-bit values are rounded, not clipped."""
+    if image.mode.startswith("I"):  # 16-bit grey (I;16*, or I from older PNG readers)
+        image = _grey16_to_8bit(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            return rgba
+    return image.convert("RGB")
+
+
+def _grey16_to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 0..65535 to 0..255 (PIL's own convert clips at 255); a tRNS grey level becomes alpha 0."""
+    values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+    grey = Image.fromarray(((values + 128) // 257).astype(np.uint8))
+    key = image.info.get("transparency")
+    if isinstance(key, int):
+        grey = grey.convert("LA")
+        grey.putalpha(Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8)))
+    return grey
+
+
+def _check_args(size: int | tuple[int, int], *, fill: float, margin: float, anchor: str) -> tuple[int, int]:
+    """Validate `expand`'s options (programming or configuration errors: `ValueError`)."""
+    width, height = (size, size) if isinstance(size, int) else tuple(size)
+    if width % 8 or height % 8 or width < 64 or height < 64:
+        raise ValueError(
+            f"`size` sides have to be multiples of 8 and at least 64 but are {width} and {height}."
+        )
+    if not 0 < fill <= 1:
+        raise ValueError(f"`fill` has to be in (0, 1] but is {fill}.")
+    if not 0 <= margin <= 0.5:
+        raise ValueError(f"`margin` has to be in [0, 0.5] but is {margin}.")
+    if anchor not in ANCHORS:
+        raise ValueError(f"`anchor` has to be one of {ANCHORS} but is {anchor!r}.")
+    return int(width), int(height)
+
+
+def _product_mask(source: Image.Image, *, sku: str, tolerance: int) -> np.ndarray:
+    """The product's pixels (alpha >= 128, or `foreground`), refusing an empty or background-less photo."""
+    if source.mode == "RGBA":
+        product = np.asarray(source.getchannel("A")) >= 128
+    else:
+        product = foreground(source, tolerance=tolerance)
+    if not product.any():
+        raise InvalidInputError(
+            f"SKU {sku}: no product found: the photo is all white (or fully transparent); "
+            "upload a photo of the product on a white background."
+        )
+    edge = np.concatenate([product[0], product[-1], product[1:-1, 0], product[1:-1, -1]])
+    white = 1 - float(edge.mean())
+    if white < _MIN_WHITE_BORDER:
+        raise InvalidInputError(
+            f"SKU {sku}: the photo is not on a white background: only {100 * white:.0f}% of its edge is "
+            f"white (channels >= {255 - tolerance}) or transparent, need {100 * _MIN_WHITE_BORDER:.0f}%; "
+            "use a photo of the product on white or with transparency."
+        )
+    return product
+
+
+def _bbox(product: np.ndarray) -> Box:
+    """The tight box (left, top, right, bottom) of the True pixels."""
+    rows, cols = np.flatnonzero(product.any(axis=1)), np.flatnonzero(product.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _place(
+    box: Box,
+    source_size: tuple[int, int],
+    canvas_size: tuple[int, int],
+    *,
+    fill: float,
+    margin: float,
+    anchor: str,
+    upscale: bool,
+) -> Placement:
+    """Choose the scale, the crop (box plus a margin that fits both photo and canvas) and its position."""
+    left, top, right, bottom = box
+    width, height = right - left, bottom - top
+    canvas_w, canvas_h = canvas_size
+    scale = min(fill * canvas_w / width, fill * canvas_h / height)
+    scale = scale if upscale else min(scale, 1.0)
+    # where the product's own box goes on the canvas (float)
+    x = (canvas_w - width * scale) / 2
+    y = (_FLOOR * canvas_h - height * scale) if anchor == "bottom" else (canvas_h - height * scale) / 2
+    y = max(0.0, y)
+    # margin in photo pixels: at least the Lanczos support, never past the photo or the canvas (1 px slack)
+    pad = max(math.ceil(margin * max(width, height)), math.ceil(3 / min(scale, 1.0)) + 1)
+    rooms = (x, y, canvas_w - x - width * scale, canvas_h - y - height * scale)
+    limits = (left, top, source_size[0] - right, source_size[1] - bottom)
+    pl, pt, pr, pb = (
+        max(0, min(pad, limit, math.floor(room / scale) - 1))
+        for room, limit in zip(rooms, limits, strict=True)
+    )
+    source_box = (left - pl, top - pt, right + pr, bottom + pb)
+    out_w = max(1, round((source_box[2] - source_box[0]) * scale))
+    out_h = max(1, round((source_box[3] - source_box[1]) * scale))
+    at_x = min(max(0, round(x - pl * scale)), canvas_w - out_w)
+    at_y = min(max(0, round(y - pt * scale)), canvas_h - out_h)
+    return Placement(source_box, (at_x, at_y, at_x + out_w, at_y + out_h), scale, canvas_size)
+
+
+def _resized(crop: Image.Image, placement: Placement) -> Image.Image:
+    """The crop at its canvas size: itself when scale is 1 (no resampling), else one Lanczos resize."""
+    left, top, right, bottom = placement.canvas_box
+    if placement.scale == 1.0:
+        return crop
+    return crop.resize((right - left, bottom - top), Image.Resampling.LANCZOS)
+
+
+def _paint_rgb(
+    source: Image.Image, product: np.ndarray, placement: Placement, *, tolerance: int
+) -> Image.Image:
+    """White-out the photo's background in the crop, resize, paste; then white-out the Lanczos ringing."""
+    sl, st, sr, sb = placement.source_box
+    crop = np.asarray(source.crop(placement.source_box))
+    cleaned = Image.fromarray(np.where(product[st:sb, sl:sr, None], crop, np.uint8(255)))
+    canvas = Image.new("RGB", placement.canvas_size, _WHITE)
+    canvas.paste(_resized(cleaned, placement), placement.canvas_box[:2])
+    pixels = np.asarray(canvas)
+    keep = foreground(canvas, tolerance=tolerance)
+    return Image.fromarray(np.where(keep[..., None], pixels, np.uint8(255)))
+
+
+def _paint_rgba(source: Image.Image, placement: Placement) -> Image.Image:
+    """Resize the RGBA crop (PIL premultiplies), composite it on white, keep its alpha as the 4th band."""
+    placed = _resized(source.crop(placement.source_box), placement)
+    on_white = Image.alpha_composite(Image.new("RGBA", placed.size, (*_WHITE, 255)), placed)
+    canvas = Image.new("RGBA", placement.canvas_size, (*_WHITE, 0))
+    canvas.paste(on_white.convert("RGB"), placement.canvas_box[:2])
+    alpha = Image.new("L", placement.canvas_size, 0)
+    alpha.paste(placed.getchannel("A"), placement.canvas_box[:2])
+    canvas.putalpha(alpha)
+    pixels = np.asarray(canvas).copy()
+    pixels[pixels[..., 3] < 128, :3] = 255  # exact white wherever the mask says background
+    return Image.fromarray(pixels)
+
+
+def _int_tuple(values: Any, length: int) -> tuple[int, ...]:
+    """`values` as a tuple of `length` ints (JSON gives lists)."""
+    if len(values) != length or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"expected {length} integers, got {values!r}")
+    return tuple(values)

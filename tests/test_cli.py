@@ -1,0 +1,143 @@
+"""The CLI as a user runs it: real `prodvid` subprocesses, a kill -9 mid-frames, and a resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prodvid_core.sample import sample_photo_bytes
+
+ARGS = ["--preset", "tiny", "--size", "256", "--steps", "2", "--prompt", "a bottle on a table"]
+
+
+def prodvid(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "prodvid_core.cli", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photos") / "bottle.png"
+    path.write_bytes(sample_photo_bytes())
+    return path
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_help_everywhere():
+    for args in ([], ["generate"], ["models"], ["models", "tiny"], ["sample"]):
+        out = prodvid(*args, "--help")
+        assert "usage: prodvid" in out.stdout
+
+
+def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
+    store = tmp_path / "store"
+    out = prodvid(
+        "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9"
+    )
+    files = _files(store)
+    for key in (
+        "expanded_canvas/BOTTLE-1.png", "expanded_canvas/BOTTLE-1.json", "mask/BOTTLE-1.png",
+        "hero_image/BOTTLE-1.png", "hero_image/BOTTLE-1.json", "frames/BOTTLE-1/manifest.json",
+        "frames/BOTTLE-1/00000.png", "frames/BOTTLE-1/00008.png", "video/BOTTLE-1.mp4", "video/BOTTLE-1.json",
+    ):  # fmt: skip
+        assert key in files
+    assert "frames/BOTTLE-1/00009.png" not in files
+    assert str(store / "video" / "BOTTLE-1.mp4") in out.stdout
+    assert "9 frames (0 reused" in out.stdout
+    assert json.loads(files["video/BOTTLE-1.json"])["frame_count"] == 9
+    again = prodvid(
+        "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9"
+    )
+    assert "9 frames (9 reused" in again.stdout and "hero image reused" in again.stdout
+    assert _files(store) == files
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["generate", "bad/sku", "--image", "{photo}", *ARGS], "bad/sku"),
+        (["generate", "A", "--image", "/nonexistent.png", *ARGS], "/nonexistent.png"),
+        (["generate", "A", "--image", "{photo}", *ARGS, "--camera", "zoom"], "camera.path"),
+        (
+            [
+                "generate",
+                "A",
+                "--image",
+                "{photo}",
+                "--prompt",
+                "x",
+                "--hero-model",
+                "nobody/no-such-inpainting",
+            ],
+            "nobody/no-such-inpainting",
+        ),
+        (["generate", "A", "--image", "{junk}", *ARGS], "SKU A"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(args, words, photo, tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"this is not an image")
+    args = [a.format(photo=photo, junk=junk) for a in args]
+    out = prodvid(*args, "--store", str(tmp_path / "store"), check=False)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    error_lines = [line for line in out.stderr.splitlines() if line.startswith("prodvid: error:")]
+    assert len(error_lines) == 1 and words in error_lines[0]
+
+
+def test_models_tiny_writes_a_diffusers_folder(tmp_path):
+    prodvid("models", "tiny", str(tmp_path / "tiny"))
+    index = json.loads((tmp_path / "tiny" / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionInpaintPipeline"
+
+
+def test_killed_run_resumes_byte_identical(photo, tmp_path):
+    run_args = [*ARGS, "--camera", "seed", "--lookahead", "0", "--seed", "5"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    prodvid("generate", "SKU-K", "--image", str(photo), "--store", str(whole), *run_args)
+
+    cmd = [sys.executable, "-m", "prodvid_core.cli", "generate", "SKU-K", "--image", str(photo),
+           "--store", str(broken), *run_args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    manifest = broken / "frames" / "SKU-K" / "manifest.json"
+    deadline = time.monotonic() + 300
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = len(json.loads(manifest.read_text())["frames"])
+        except (FileNotFoundError, ValueError):
+            done = 0
+        if done >= 6:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed_at = done
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    assert killed_at is not None, "the run finished before it could be killed"
+    assert not (broken / "video" / "SKU-K.mp4").exists()
+
+    out = prodvid("generate", "SKU-K", "--image", str(photo), "--store", str(broken), *run_args)
+    reused = int(out.stdout.split("frames (")[1].split(" reused")[0])
+    assert killed_at <= reused < 21
+    calls = int(out.stdout.split("reused from an earlier run), ")[1].split(" diffusion calls")[0])
+    # frames already stored are not painted again (one call more was checkpointed if the kill fell after it)
+    assert 20 - reused <= calls <= 21 - reused
+    resumed, expected = _files(broken), _files(whole)
+    for files in (resumed, expected):  # the hero's timing is the one thing allowed to differ
+        hero = json.loads(files.pop("hero_image/SKU-K.json"))
+        assert hero.pop("seconds") > 0
+        files["hero"] = hero
+    assert resumed == expected
