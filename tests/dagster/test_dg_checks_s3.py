@@ -10,7 +10,8 @@ from PIL import Image
 
 import dagster as dg
 from prodvid_core import layout, video
-from prodvid_core.frames import load_frames, png_bytes, read_manifest
+from prodvid_core.encoding import png_bytes
+from prodvid_core.frames import load_frames, read_manifest
 from prodvid_core.storage import S3Store
 from prodvid_dagster.checks import CHECKS
 from prodvid_dagster.definitions import defs
