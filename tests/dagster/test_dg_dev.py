@@ -97,7 +97,7 @@ def dagster_dev(tmp_path, instance, store):
 
 ASSET_NODES = "{ assetNodes { assetKey { path } isPartitioned groupName description } }"
 RUNS = """query($sku: String!) { runsOrError(filter: {tags: [{key: "prodvid/sku", value: $sku}]}) {
-  ... on Runs { results { runId status tags { key value } } } } }"""
+  ... on Runs { results { runId status startTime endTime tags { key value } } } } }"""
 
 
 def finished_runs(port: int, sku: str) -> list[dict]:
@@ -116,10 +116,15 @@ def test_dagster_dev_lists_partitioned_assets_and_the_inbox_starts_a_run(dagster
         n["isPartitioned"] and n["groupName"] == "prodvid" and n["description"] for n in by_name.values()
     )
 
-    # a photo and its brief land; the sensor (running by default) starts a run by itself
+    # two photos and their briefs land; the sensor (running by default) starts their runs by itself
     drop_sku(store, "DEV-1")
+    drop_sku(store, "DEV-2", {**BRIEF, "seed": 2})
     runs = wait_for(lambda: finished_runs(port, "DEV-1"), 240, "the sensor's run of DEV-1", proc, log)
-    assert runs[0]["status"] == "SUCCESS", log.read_text()[-4000:]
+    other = wait_for(lambda: finished_runs(port, "DEV-2"), 240, "the sensor's run of DEV-2", proc, log)
+    assert runs[0]["status"] == other[0]["status"] == "SUCCESS", log.read_text()[-4000:]
+    # the shipped dagster.yaml lets one run that uses the `gpu` pool go at a time: they never overlap
+    first, second = sorted([runs[0], other[0]], key=lambda r: r["startTime"])
+    assert first["endTime"] <= second["startTime"]
     tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
     assert tags["dagster/partition"] == "DEV-1" and tags["dagster/sensor_name"] == "inbox_sensor"
 
