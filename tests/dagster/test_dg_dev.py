@@ -96,16 +96,29 @@ def dagster_dev(tmp_path, instance, store):
 
 
 ASSET_NODES = "{ assetNodes { assetKey { path } isPartitioned groupName description } }"
-RUNS = """query($sku: String!) { runsOrError(filter: {tags: [{key: "prodvid/sku", value: $sku}]}) {
+RUNS = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
   ... on Runs { results { runId status startTime endTime tags { key value } } } } }"""
 
 
-def finished_runs(port: int, sku: str) -> list[dict]:
-    runs = graphql(port, RUNS, {"sku": sku})["runsOrError"]["results"]
+REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+ADD_PARTITION = """mutation($key: String!, $repo: RepositorySelector!) {
+  addDynamicPartition(partitionsDefName: "sku", partitionKey: $key, repositorySelector: $repo) {
+    __typename } }"""
+BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def repository(port: int) -> dict:
+    (node,) = graphql(port, REPOSITORIES)["repositoriesOrError"]["nodes"]
+    return {"repositoryName": node["name"], "repositoryLocationName": node["location"]["name"]}
+
+
+def finished_runs(port: int, value: str, key: str = "prodvid/sku") -> list[dict]:
+    runs = graphql(port, RUNS, {"key": key, "value": value})["runsOrError"]["results"]
     return [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
 
 
-def test_dagster_dev_lists_partitioned_assets_and_the_inbox_starts_a_run(dagster_dev, instance, store):
+def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev, instance, store):
     port, proc, log = dagster_dev
 
     # the UI answers and lists the five assets, partitioned by SKU, in their group
@@ -142,3 +155,34 @@ def test_dagster_dev_lists_partitioned_assets_and_the_inbox_starts_a_run(dagster
     ]
     assert len(checks) == 4 and all(c.passed and c.partition == "DEV-1" for c in checks)
     assert json.loads(store.read_bytes(layout.frames_manifest("DEV-1")))["seed"] == BRIEF["seed"]
+
+    # by hand: two SKUs with photos but no brief, added as partitions and backfilled with the prompt set
+    # in the run config; the backfill daemon makes them in one run (BackfillPolicy.single_run)
+    for sku in ("DEV-3", "DEV-4"):
+        store.write_bytes(
+            layout.inbox_photo(sku, ".png"), store.read_bytes(layout.inbox_photo("DEV-1", ".png"))
+        )
+        graphql(port, ADD_PARTITION, {"key": sku, "repo": repository(port)})
+    params = {
+        "partitionNames": ["DEV-3", "DEV-4"],
+        "assetSelection": [{"path": [name]} for name in sorted(ASSETS)],
+        "runConfigData": {"ops": {"hero_image": {"config": {"prompt": "a bottle on a beach", "seed": 4}}}},
+    }
+    launched = graphql(port, BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_runs = wait_for(
+        lambda: finished_runs(port, launched["backfillId"], key="dagster/backfill"),
+        240,
+        "the backfill",
+        proc,
+        log,
+    )
+    assert len(backfill_runs) == 1 and backfill_runs[0]["status"] == "SUCCESS", log.read_text()[-4000:]
+    tags = {t["key"]: t["value"] for t in backfill_runs[0]["tags"]}
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        "DEV-3",
+        "DEV-4",
+    )
+    for sku in ("DEV-3", "DEV-4"):
+        assert store.exists(layout.video_mp4(sku))
+        assert json.loads(store.read_bytes(layout.hero_json(sku)))["prompt"] == "a bottle on a beach"
