@@ -11,10 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from PIL import Image
-from prodvid_core.canvas import Canvas
 
 import dagster as dg
+from prodvid_core.canvas import Canvas
 from prodvid_core.frames import FrameSet, load_frames
 from prodvid_core.hero import HeroResult
 from prodvid_core.inpaint import is_unusable
@@ -63,7 +66,7 @@ def _differing(
 
 def _report(context: dg.AssetCheckExecutionContext, outcomes: dict[str, _Outcome]) -> dg.AssetCheckResult:
     """One SKU: its result, recorded against its partition by Dagster. Many: one evaluation per SKU
-    logged here against its partition, and a summary returned."""
+    logged here against its partition and its materialization, and a summary returned."""
     if len(outcomes) == 1:
         (outcome,) = outcomes.values()
         return dg.AssetCheckResult(
@@ -71,6 +74,16 @@ def _report(context: dg.AssetCheckExecutionContext, outcomes: dict[str, _Outcome
         )
     spec = context.check_specs[0]
     for sku, outcome in outcomes.items():
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=[sku]), limit=1
+        ).records
+        target = (  # links the evaluation to the SKU's materialization, as Dagster does for one SKU
+            AssetCheckEvaluationTargetMaterializationData(
+                storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
+            )
+            if records
+            else None
+        )
         context.op_execution_context.log_event(
             dg.AssetCheckEvaluation(
                 asset_key=spec.asset_key,
@@ -78,6 +91,7 @@ def _report(context: dg.AssetCheckExecutionContext, outcomes: dict[str, _Outcome
                 passed=outcome.passed,
                 description=outcome.description,
                 metadata=outcome.metadata,
+                target_materialization_data=target,
                 blocking=True,
                 partition=sku,
             )

@@ -91,4 +91,12 @@ def test_single_run_backfill_matches_separate_runs(instance, fast_env, tmp_path,
         for s in SKUS
     }
     assert all(e.passed for e in per_sku)
+    # as the UI sees them: per SKU, the latest evaluation passed and targets the latest materialization
+    check_keys = [dg.AssetCheckKey(e.asset_key, e.check_name) for e in per_sku]
+    infos = instance.event_log_storage.get_asset_check_partition_info(list(set(check_keys)))
+    latest = [i for i in infos if i.latest_planned_run_id == result.run_id and i.partition_key]
+    assert len(latest) == 12
+    for info in latest:
+        assert info.latest_execution_status.value == "SUCCEEDED"
+        assert info.latest_target_materialization_storage_id == info.latest_materialization_storage_id
     assert all(e.description.startswith(f"SKU {e.partition}:") for e in per_sku)
