@@ -38,7 +38,10 @@ def _confirm_hero(store: ObjectStore, sku: str, _value) -> None:
 
 
 def _confirm_frames(store: ObjectStore, sku: str, value: FrameSet) -> None:
-    _require(store, sku, [layout.frames_manifest(sku), *value.keys])
+    stored = set(store.list(layout.frames_prefix(sku)))  # one listing, not a request per frame
+    missing = [k for k in (layout.frames_manifest(sku), *value.keys) if k not in stored]
+    if missing:
+        raise FileNotFoundError(f"SKU {sku}: expected the core to have stored {', '.join(missing[:5])}.")
 
 
 def load_frame_set(store: ObjectStore, sku: str) -> FrameSet:

@@ -86,9 +86,12 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
     if not run_requests:
         skip_reason = "No new or changed briefs in inbox/."
         if scan.rejected:
+            shown = sorted(scan.rejected.items())[:20]
             skip_reason += f" {len(scan.rejected)} entries rejected: " + "; ".join(
-                f"{key}: {why}" for key, why in sorted(scan.rejected.items())
+                f"{k}: {why}" for k, why in shown
             )
+            if len(scan.rejected) > len(shown):
+                skip_reason += f"; and {len(scan.rejected) - len(shown)} more (see the tick's log)"
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[sku_partitions.build_add_request(new_skus)] if new_skus else [],
