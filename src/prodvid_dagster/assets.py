@@ -19,15 +19,15 @@ import warnings
 from collections.abc import Iterator
 
 from PIL import Image
-from prodvid_core.canvas import Canvas, expand
-from prodvid_core.mask import segment
 from pydantic import Field
 
 import dagster as dg
 from prodvid_core import layout
+from prodvid_core.canvas import Canvas, expand
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
+from prodvid_core.mask import segment
 from prodvid_core.run import make_frames, make_hero, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult

@@ -2,9 +2,8 @@
 
 import json
 
-from prodvid_core.sample import sample_photo_bytes
-
 from prodvid_core import layout
+from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import ObjectStore
 
 # Small and fast on a 2-core CPU: 256 px canvas, 2 denoising steps, the tiny preset.
