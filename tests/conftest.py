@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from prodvid_core import models
 
@@ -32,14 +30,3 @@ def local_store(tmp_path):
     from prodvid_core.storage import LocalStore
 
     return LocalStore(tmp_path / "store")
-
-
-def labelled_box(size: int = 256) -> tuple[Image.Image, Image.Image]:
-    """A red box with a pure-white label inside it, on white: canvas and product mask."""
-    img = np.full((size, size, 3), 255, np.uint8)
-    m = np.zeros((size, size), np.uint8)
-    s = size // 256
-    img[120 * s : 230 * s, 90 * s : 170 * s] = (200, 30, 30)
-    m[120 * s : 230 * s, 90 * s : 170 * s] = 255
-    img[150 * s : 190 * s, 100 * s : 160 * s] = 255
-    return Image.fromarray(img), Image.fromarray(m)

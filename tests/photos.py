@@ -281,3 +281,14 @@ LABELS: dict[str, tuple[int, int, int, int]] = {
     "grey_alpha_png": sample_label_box("bottle", SMALL),
     "bilevel_png": sample_label_box("bottle", SMALL),
 }
+
+
+def labelled_box(size: int = 256) -> tuple[Image.Image, Image.Image]:
+    """A red box with a pure-white label inside it, on white: canvas and product mask."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    m = np.zeros((size, size), np.uint8)
+    s = size // 256
+    img[120 * s : 230 * s, 90 * s : 170 * s] = (200, 30, 30)
+    m[120 * s : 230 * s, 90 * s : 170 * s] = 255
+    img[150 * s : 190 * s, 100 * s : 160 * s] = 255
+    return Image.fromarray(img), Image.fromarray(m)

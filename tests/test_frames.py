@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import labelled_box
+from photos import labelled_box
 from prodvid_core import camera, frames, hero, layout
 from prodvid_core.errors import GenerationError
 from prodvid_core.inpaint import is_unusable, step_seed

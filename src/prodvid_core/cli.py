@@ -95,12 +95,11 @@ def _generate(args: argparse.Namespace) -> int:
     except OSError as e:
         raise ProdvidError(f"SKU {args.sku}: cannot read --image {args.image}: {e.strerror}.") from None
     settings = Settings.from_env(
+        args.preset,
         hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
         scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
         lookahead=args.lookahead,
     )  # fmt: skip
-    if args.preset:
-        settings = settings.with_preset(args.preset)
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
     total = brief.camera_path(args.sku).num_frames
     bar = tqdm(total=total, desc=f"{args.sku} frames", unit="frame", file=sys.stderr)

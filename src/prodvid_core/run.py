@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from PIL import Image
 
@@ -16,7 +16,7 @@ from prodvid_core import artifacts, canvas, frames, hero, layout, mask, models, 
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
-from prodvid_core.errors import validate_sku
+from prodvid_core.errors import ProdvidError, validate_sku
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.storage import ObjectStore
@@ -42,18 +42,15 @@ class Settings:
     max_window: int = 768
 
     @classmethod
-    def from_env(cls, **overrides) -> Settings:
-        """Defaults, then `PRODVID_*` env vars, then `overrides` (e.g. CLI flags) that are not None."""
-        env = os.environ
+    def from_env(cls, preset: str | None = None, **overrides) -> Settings:
+        """Defaults, then `PRODVID_*` env vars, then `preset`, then `overrides` (CLI flags, Dagster config)
+        that are not None. `PRODVID_PRESET=tiny` picks the tiny models unless a model variable names one."""
         settings = cls()
-        if env.get("PRODVID_PRESET"):
-            settings = settings.with_preset(env["PRODVID_PRESET"])
-        from_env = {
-            "hero_model": env.get("PRODVID_HERO_MODEL"),
-            "frames_model": env.get("PRODVID_FRAMES_MODEL"),
-            "device": env.get("PRODVID_DEVICE"),
-        }
-        settings = replace(settings, **{k: v for k, v in from_env.items() if v})
+        if os.environ.get("PRODVID_PRESET"):
+            settings = settings.with_preset(os.environ["PRODVID_PRESET"])
+        settings = replace(settings, **_env_settings())
+        if preset:
+            settings = settings.with_preset(preset)
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
     def with_preset(self, preset: str) -> Settings:
@@ -70,6 +67,22 @@ class Settings:
         return models.load_inpaint_pipeline(
             model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
         )
+
+
+def _env_settings() -> dict:
+    """The `PRODVID_<FIELD>` env vars that are set, converted to each field's type."""
+    values = {}
+    for f in fields(Settings):
+        raw = os.environ.get(f"PRODVID_{f.name.upper()}")
+        if not raw:
+            continue
+        try:
+            values[f.name] = {"int": int, "float": float}.get(str(f.type), str)(raw)
+        except ValueError:
+            raise ProdvidError(
+                f"PRODVID_{f.name.upper()} must be a number ({f.type}) but is {raw!r}."
+            ) from None
+    return values
 
 
 @dataclass

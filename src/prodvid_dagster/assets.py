@@ -18,11 +18,11 @@ import time
 import warnings
 from collections.abc import Iterator
 
+import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-import dagster as dg
-from prodvid_core import layout
+from prodvid_core import inbox, layout
 from prodvid_core.canvas import Canvas, expand
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
@@ -31,7 +31,6 @@ from prodvid_core.mask import segment
 from prodvid_core.run import make_frames, make_hero, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
-from prodvid_dagster import inbox
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import ModelsResource, StoreResource
 

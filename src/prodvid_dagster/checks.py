@@ -10,13 +10,13 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import dagster as dg
 import numpy as np
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from PIL import Image
 
-import dagster as dg
 from prodvid_core.canvas import Canvas
 from prodvid_core.frames import FrameSet, load_frames
 from prodvid_core.hero import HeroResult

@@ -1,6 +1,7 @@
 """The one `Definitions` of prodvid: `dagster dev` loads it through workspace.yaml at the repo root."""
 
 import dagster as dg
+
 from prodvid_dagster.assets import ASSETS
 from prodvid_dagster.checks import CHECKS
 from prodvid_dagster.io_manager import ObjectStoreIOManager

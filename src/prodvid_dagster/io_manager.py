@@ -19,6 +19,7 @@ them); for those two the IO manager only confirms the files are there.
 from collections.abc import Callable
 
 import dagster as dg
+
 from prodvid_core import artifacts, layout
 from prodvid_core.frames import FrameSet, read_manifest
 from prodvid_core.storage import ObjectStore

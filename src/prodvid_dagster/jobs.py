@@ -7,6 +7,7 @@ run retries on: a retry re-executes from failure, and `frames` resumes from its 
 """
 
 import dagster as dg
+
 from prodvid_dagster.assets import ASSETS
 
 __all__ = ["prodvid_job", "GPU_RUN_TAG"]

@@ -24,54 +24,13 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
 """
 
-import os
-from dataclasses import fields, replace
-
+import dagster as dg
 from pydantic import Field, PrivateAttr
 
-import dagster as dg
-from prodvid_core.errors import ProdvidError
 from prodvid_core.run import Settings
 from prodvid_core.storage import ObjectStore, open_store
 
-__all__ = ["ModelsResource", "StoreResource", "settings_from_env"]
-
-# Settings fields the core's `Settings.from_env` does not read yet, with their env vars.
-_EXTRA_ENV = {
-    "dtype": "PRODVID_DTYPE",
-    "scheduler": "PRODVID_SCHEDULER",
-    "size": "PRODVID_SIZE",
-    "fill": "PRODVID_FILL",
-    "steps": "PRODVID_STEPS",
-    "guidance": "PRODVID_GUIDANCE",
-    "lookahead": "PRODVID_LOOKAHEAD",
-    "max_window": "PRODVID_MAX_WINDOW",
-}
-_TYPES = {f.name: f.type for f in fields(Settings)}
-
-
-def _env_value(name: str, env_var: str):
-    raw = os.environ.get(env_var)
-    if not raw:
-        return None
-    kind = _TYPES[name]
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-    except ValueError:
-        raise ProdvidError(f"{env_var} must be a number ({kind}) but is {raw!r}.") from None
-    return raw
-
-
-def settings_from_env(preset: str | None = None, **overrides) -> Settings:
-    """Core `Settings`: defaults, then `PRODVID_*` env vars, then `preset`, then the `overrides` not None."""
-    env = {name: _env_value(name, var) for name, var in _EXTRA_ENV.items()}
-    settings = Settings.from_env(**env)
-    if preset:
-        settings = settings.with_preset(preset)
-    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+__all__ = ["ModelsResource", "StoreResource"]
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -113,7 +72,7 @@ class ModelsResource(dg.ConfigurableResource):
         """The core `Settings` these fields and the environment describe."""
         if self._settings is None:
             values = self.model_dump(exclude={"preset"})
-            self._settings = settings_from_env(self.preset, **values)
+            self._settings = Settings.from_env(self.preset, **values)
         return self._settings
 
     def pipeline(self, model: str):

@@ -11,8 +11,9 @@ going with the good entries.
 import json
 
 import dagster as dg
+
+from prodvid_core import inbox
 from prodvid_core.brief import Brief
-from prodvid_dagster import inbox
 from prodvid_dagster.assets import CameraConfig, SceneConfig
 from prodvid_dagster.jobs import prodvid_job
 from prodvid_dagster.partitions import sku_partitions

@@ -1,15 +1,13 @@
 """Fixtures for the Dagster layer: a real DagsterInstance in a temp DAGSTER_HOME, small fast settings through
 the documented env vars, a store, and SKUs dropped into its inbox the way a catalog team would."""
 
-import functools
-import importlib.util
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import torch
 from dgtest import DAGSTER_YAML, FAST_ENV
 
-import dagster as dg
 from prodvid_core.storage import LocalStore
 
 
@@ -53,28 +51,3 @@ def store_root(tmp_path, fast_env, monkeypatch) -> Path:
 @pytest.fixture
 def store(store_root) -> LocalStore:
     return LocalStore(store_root)
-
-
-@functools.cache
-def _root_conftest():
-    spec = importlib.util.spec_from_file_location(
-        "_prodvid_tests_root_conftest", Path(__file__).parents[1] / "conftest.py"
-    )
-    root = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root)
-    return root
-
-
-def __getattr__(name: str):
-    """Stopgap for `from conftest import labelled_box` in tests/test_frames.py.
-
-    With two package-less conftest.py files, pytest's module `conftest` is the one it imported last, this one;
-    names it lacks are looked up in tests/conftest.py (loaded by path under another name). Remove this once
-    the shared helpers live in a module of their own (e.g. tests/helpers.py).
-    """
-    if name.startswith(("_", "pytest")):  # pytest's own probes (pytest_plugins, hooks) stay with this file
-        raise AttributeError(name)
-    try:
-        return getattr(_root_conftest(), name)
-    except AttributeError:
-        raise AttributeError(name) from None

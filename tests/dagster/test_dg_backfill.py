@@ -2,9 +2,9 @@
 
 import json
 
+import dagster as dg
 from dgtest import BRIEF, drop_sku
 
-import dagster as dg
 from prodvid_core import models
 from prodvid_core.storage import LocalStore
 from prodvid_dagster.definitions import defs

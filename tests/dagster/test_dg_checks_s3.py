@@ -3,12 +3,12 @@
 import io
 import uuid
 
+import dagster as dg
 import numpy as np
 import pytest
 from dgtest import BRIEF, drop_sku
 from PIL import Image
 
-import dagster as dg
 from prodvid_core import layout, video
 from prodvid_core.encoding import png_bytes
 from prodvid_core.frames import load_frames, read_manifest

@@ -3,10 +3,10 @@
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from dagster._core.instance.config import PoolGranularity
 
-import dagster as dg
 from prodvid_dagster.definitions import defs
 from prodvid_dagster.resources import ModelsResource
 

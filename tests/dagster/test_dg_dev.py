@@ -13,10 +13,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from dgtest import BRIEF, FAST_ENV, drop_sku
 
-import dagster as dg
 from prodvid_core import layout
 
 REPO = Path(__file__).resolve().parents[2]

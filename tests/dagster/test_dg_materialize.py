@@ -2,12 +2,12 @@
 
 import json
 
+import dagster as dg
 import numpy as np
 import pytest
 from dgtest import BRIEF, drop_sku
 from PIL import Image
 
-import dagster as dg
 from prodvid_core import artifacts, layout
 from prodvid_core.frames import read_manifest
 from prodvid_core.video import probe

@@ -1,10 +1,10 @@
 """Resume: a run that fails at frame k, retried by the RetryPolicy and then re-executed from failure, paints
 only the missing frames, and its video is byte for byte the one an uninterrupted run makes."""
 
+import dagster as dg
 import pytest
 from dgtest import BRIEF, drop_sku
 
-import dagster as dg
 from prodvid_core import layout
 from prodvid_core.frames import FAIL_AT_FRAME_ENV, read_manifest
 from prodvid_core.storage import LocalStore

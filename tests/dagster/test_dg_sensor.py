@@ -2,9 +2,9 @@
 
 import json
 
+import dagster as dg
 from dgtest import BRIEF, drop_sku
 
-import dagster as dg
 from prodvid_core import layout
 from prodvid_core.brief import parse_brief
 from prodvid_core.frames import read_manifest
