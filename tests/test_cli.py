@@ -132,7 +132,7 @@ def test_killed_run_resumes_byte_identical(photo, tmp_path):
     out = prodvid("generate", "SKU-K", "--image", str(photo), "--store", str(broken), *run_args)
     reused = int(out.stdout.split("frames (")[1].split(" reused")[0])
     assert killed_at <= reused < 21
-    calls = int(out.stdout.split("reused from an earlier run), ")[1].split(" diffusion calls")[0])
+    calls = int(out.stdout.split("reused from an earlier run), ")[1].split(" diffusion call")[0])
     # frames already stored are not painted again (one call more was checkpointed if the kill fell after it)
     assert 20 - reused <= calls <= 21 - reused
     resumed, expected = _files(broken), _files(whole)

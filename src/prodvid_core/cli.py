@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -115,9 +116,10 @@ def _generate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     fs = result.frames
+    calls = f"{fs.calls_made} diffusion call{'' if fs.calls_made == 1 else 's'}"
+    hero_state = "reused" if result.hero_reused else "made"
     print(
-        f"SKU {args.sku}: {fs.count} frames ({reused} reused from an earlier run), "
-        f"{fs.calls_made} diffusion calls, hero image {'reused' if result.hero_reused else 'made'}."
+        f"SKU {args.sku}: {fs.count} frames ({reused} reused from an earlier run), {calls}, hero image {hero_state}."
     )
     sku = args.sku
     for name, key in (
@@ -131,8 +133,22 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """The CLI shows its own progress bar; the libraries' load bars and import notices would bury it."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _quiet_libraries()
     try:
         if args.command == "generate":
             return _generate(args)
