@@ -118,9 +118,8 @@ def _generate(args: argparse.Namespace) -> int:
     fs = result.frames
     calls = f"{fs.calls_made} diffusion call{'' if fs.calls_made == 1 else 's'}"
     hero_state = "reused" if result.hero_reused else "made"
-    print(
-        f"SKU {args.sku}: {fs.count} frames ({reused} reused from an earlier run), {calls}, hero image {hero_state}."
-    )
+    reused_note = f"{reused} reused from an earlier run"
+    print(f"SKU {args.sku}: {fs.count} frames ({reused_note}), {calls}, hero image {hero_state}.")
     sku = args.sku
     for name, key in (
         ("canvas", layout.canvas_png(sku)),
