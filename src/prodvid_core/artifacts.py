@@ -38,6 +38,13 @@ def read_json(store: ObjectStore, key: str) -> dict | None:
         return None
 
 
+def _require_json(store: ObjectStore, key: str) -> dict:
+    meta = read_json(store, key)
+    if meta is None:
+        raise FileNotFoundError(key)
+    return meta
+
+
 def _write_json(store: ObjectStore, key: str, data: dict) -> None:
     store.write_bytes(key, json.dumps(data, indent=2, sort_keys=True).encode())
 
@@ -56,9 +63,7 @@ def save_canvas(store: ObjectStore, sku: str, canvas: Canvas) -> list[str]:
 
 
 def load_canvas(store: ObjectStore, sku: str) -> Canvas:
-    meta = read_json(store, layout.canvas_json(sku))
-    if meta is None:
-        raise FileNotFoundError(layout.canvas_json(sku))
+    meta = _require_json(store, layout.canvas_json(sku))
     return Canvas(
         image=_read_png(store, layout.canvas_png(sku)),
         placement=Placement.from_json(meta),
@@ -84,9 +89,7 @@ def save_hero(store: ObjectStore, sku: str, hero: HeroResult, *, canvas_sha256: 
 
 
 def load_hero(store: ObjectStore, sku: str) -> HeroResult:
-    meta = read_json(store, layout.hero_json(sku))
-    if meta is None:
-        raise FileNotFoundError(layout.hero_json(sku))
+    meta = _require_json(store, layout.hero_json(sku))
     fields = {k: meta[k] for k in ("model", "prompt", "negative_prompt", "seed", "steps", "guidance")}
     return HeroResult(
         image=_read_png(store, layout.hero_png(sku)).convert("RGB"),
@@ -103,9 +106,7 @@ def save_video(store: ObjectStore, sku: str, video: VideoResult) -> list[str]:
 
 
 def load_video(store: ObjectStore, sku: str) -> VideoResult:
-    meta = read_json(store, layout.video_json(sku))
-    if meta is None:
-        raise FileNotFoundError(layout.video_json(sku))
+    meta = _require_json(store, layout.video_json(sku))
     return VideoResult(
         data=store.read_bytes(layout.video_mp4(sku)),
         fps=meta["fps"],

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from prodvid_core import camera
 from prodvid_core.errors import InvalidBriefError, validate_sku
 
-__all__ = ["Brief", "parse_brief"]
+__all__ = ["Brief", "decode_brief", "parse_brief"]
 
 _TYPES: dict[str, type] = {
     "prompt": str,
@@ -48,14 +48,22 @@ class Brief:
         return camera.from_spec(self.camera, sku=sku, num_frames=self.num_frames, fps=self.fps)
 
 
+def decode_brief(data: bytes | str, *, sku: str, what: str = "the brief") -> dict:
+    """The JSON object of a brief, not yet validated; `what` names it in errors (e.g. `inbox/<SKU>.json`)."""
+    try:
+        decoded = json.loads(data)
+    except ValueError as e:
+        raise InvalidBriefError(f"SKU {sku}: {what} is not valid JSON ({e}).") from None
+    if not isinstance(decoded, dict):
+        raise InvalidBriefError(f"SKU {sku}: {what} must be a JSON object, got {type(decoded).__name__}.")
+    return decoded
+
+
 def parse_brief(data: bytes | str | dict, *, sku: str) -> Brief:
     """Validate a brief (JSON text or an already parsed dict) for `sku`."""
     validate_sku(sku)
     if isinstance(data, bytes | str):
-        try:
-            data = json.loads(data)
-        except ValueError as e:
-            raise InvalidBriefError(f"SKU {sku}: the brief is not valid JSON ({e}).") from None
+        data = decode_brief(data, sku=sku)
     if not isinstance(data, dict):
         raise InvalidBriefError(f"SKU {sku}: the brief must be a JSON object, got {type(data).__name__}.")
     for key, value in data.items():

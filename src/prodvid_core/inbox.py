@@ -6,11 +6,10 @@ find a SKU's photo and brief with them. Nothing here writes to or deletes from t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from prodvid_core import layout
-from prodvid_core.brief import Brief, parse_brief
+from prodvid_core.brief import Brief, decode_brief, parse_brief
 from prodvid_core.errors import InvalidBriefError, InvalidInputError, ProdvidError, validate_sku
 from prodvid_core.storage import INBOX_PREFIX, ObjectStore
 
@@ -103,13 +102,7 @@ def read_brief(store: ObjectStore, sku: str) -> dict:
         data = store.read_bytes(layout.inbox_brief(sku))
     except FileNotFoundError:
         return {}
-    try:
-        brief = json.loads(data)
-    except ValueError as e:
-        raise InvalidBriefError(f"SKU {sku}: inbox/{sku}.json is not valid JSON ({e}).") from None
-    if not isinstance(brief, dict):
-        raise InvalidBriefError(f"SKU {sku}: inbox/{sku}.json must be a JSON object.")
-    return brief
+    return decode_brief(data, sku=sku, what=f"inbox/{sku}.json")
 
 
 def brief_with(store: ObjectStore, sku: str, **overrides) -> Brief:
