@@ -25,6 +25,7 @@ __all__ = [
     "load_mask",
     "save_hero",
     "load_hero",
+    "hero_from",
     "save_video",
     "load_video",
     "read_json",
@@ -90,11 +91,18 @@ def save_hero(store: ObjectStore, sku: str, hero: HeroResult, *, canvas_sha256: 
 
 def load_hero(store: ObjectStore, sku: str) -> HeroResult:
     meta = _require_json(store, layout.hero_json(sku))
+    return hero_from(meta, store.read_bytes(layout.hero_png(sku)), sku=sku)
+
+
+def hero_from(meta: dict, png: bytes, *, sku: str) -> HeroResult:
+    """A `HeroResult` from the stored sidecar and PNG bytes (for callers that checked the bytes first)."""
     fields = {k: meta[k] for k in ("model", "prompt", "negative_prompt", "seed", "steps", "guidance")}
+    image = Image.open(io.BytesIO(png)).convert("RGB")
     return HeroResult(
-        image=_read_png(store, layout.hero_png(sku)).convert("RGB"),
+        image=image,
         attempts=meta.get("attempts", 1),
         seconds=meta.get("seconds", 0.0),
+        batch=meta.get("batch") or [sku],
         **fields,
     )
 

@@ -106,7 +106,7 @@ def _generate(args: argparse.Namespace) -> int:
     bar = tqdm(total=total, desc=f"{args.sku} frames", unit="frame", file=sys.stderr)
     reused = 0
 
-    def on_frame(record: dict, was_reused: bool) -> None:
+    def on_frame(sku: str, record: dict, was_reused: bool) -> None:
         nonlocal reused
         reused += was_reused
         bar.update(1)

@@ -27,11 +27,19 @@ from prodvid_core import layout
 from prodvid_core.camera import CameraPath
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
-from prodvid_core.inpaint import Prompt, inpaint, step_seed
+from prodvid_core.inpaint import PaintRequest, Prompt, batches, inpaint_batch, step_seed
 from prodvid_core.plan import Box, Plan, plan_calls
 from prodvid_core.storage import ObjectStore
 
-__all__ = ["FrameSettings", "FrameSet", "generate", "read_manifest", "load_frames"]
+__all__ = [
+    "FrameSettings",
+    "FramesRequest",
+    "FrameSet",
+    "generate",
+    "generate_batch",
+    "read_manifest",
+    "load_frames",
+]
 
 MANIFEST_VERSION = 1
 FAIL_AT_FRAME_ENV = "PRODVID_TEST_FAIL_AT_FRAME"  # test-only switch: raise before writing this frame
@@ -212,6 +220,19 @@ def _load_checkpoint(
     return world, call, calls[: call + 1]
 
 
+@dataclass(frozen=True, eq=False)
+class FramesRequest:
+    """One SKU's video to make: its hero image (frame 0), camera path and settings."""
+
+    sku: str
+    hero: Image.Image
+    path: CameraPath
+    settings: FrameSettings
+
+
+OnFrame = Callable[[str, dict, bool], None]
+
+
 def generate(
     pipe,
     store: ObjectStore,
@@ -220,7 +241,7 @@ def generate(
     settings: FrameSettings,
     *,
     sku: str,
-    on_frame: Callable[[dict, bool], None] | None = None,
+    on_frame: OnFrame | None = None,
 ) -> FrameSet:
     """Make (or resume) the frames of `sku`'s video and store them with their manifest.
 
@@ -230,75 +251,157 @@ def generate(
         hero: the hero image, frame 0.
         path: the camera path; `path.num_frames` frames are made.
         settings: prompt, seed and painting settings.
-        on_frame: called with each frame's manifest record and whether it was reused, for progress.
+        on_frame: called with the SKU, each frame's manifest record and whether it was reused, for progress.
 
     Example:
         >>> settings = FrameSettings(prompt="on a beach")
         >>> frame_set = frames.generate(pipe, store, hero.image, camera.drift(), settings, sku="MUG-1")
         >>> frame_set.calls_made, frame_set.count
     """
-    # 1. Check inputs
-    size = hero.size
-    if size[0] % 8 or size[1] % 8:
-        raise InvalidInputError(
-            f"SKU {sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}."
+    return generate_batch(pipe, store, [FramesRequest(sku, hero, path, settings)], on_frame=on_frame)[0]
+
+
+def generate_batch(
+    pipe,
+    store: ObjectStore,
+    requests: list[FramesRequest],
+    *,
+    batch_size: int = 1,
+    on_frame: OnFrame | None = None,
+) -> list[FrameSet]:
+    """Make (or resume) the frames of many SKUs' videos, sharing diffusion calls `batch_size` SKUs at a time.
+
+    SKUs whose calls have the same window sizes (the same camera path on the same canvas size) are put side
+    by side and taken `batch_size` at a time. The SKUs of a batch paint in rounds, each its next call, and
+    the calls of a round that share a window size share one pipeline call. Each SKU stores its frames,
+    manifest and world checkpoint exactly as it does alone, so resuming works the same; the painted pixels
+    may differ in their last bits from an unbatched run, and each call's record in the manifest names the
+    SKUs it was painted with.
+    """
+    # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` has to be 1 or more but is {batch_size}.")
+    videos = [_Video(store, request, on_frame) for request in requests]
+
+    # 2. SKUs with the same window sizes side by side, then a batch of them at a time
+    order = sorted(range(len(videos)), key=lambda i: videos[i].window_sizes)
+    for batch in batches(order, batch_size):
+        group = [videos[i] for i in batch]
+
+        # 3. Resume each SKU from what is stored: reused frames, the last checkpointed world
+        for video in group:
+            video.resume()
+
+        # 4. Paint in rounds: each SKU's next call; calls of one window size in one pipeline call
+        while todo := [video for video in group if not video.done]:
+            rounds: dict[tuple, list[_Video]] = {}
+            for video in todo:
+                rounds.setdefault(video.call_key, []).append(video)
+            for same in rounds.values():
+                outs = inpaint_batch(
+                    pipe, [v.paint_request() for v in same], max_retries=same[0].settings.max_retries
+                )
+                for video, (out, attempt) in zip(same, outs, strict=True):
+                    video.apply(out, attempt, batch=[v.sku for v in same])
+
+        # 5. Drop frames a longer earlier video left behind; let the world go
+        for video in group:
+            video.finish()
+    return [video.result for video in videos]
+
+
+class _Video:
+    """One SKU's frames in the making: plan, fingerprints, manifest and world canvas."""
+
+    def __init__(self, store: ObjectStore, request: FramesRequest, on_frame: OnFrame | None):
+        size = request.hero.size
+        if size[0] % 8 or size[1] % 8:
+            raise InvalidInputError(
+                f"SKU {request.sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}."
+            )
+        self.store, self.request, self.sku, self.settings = store, request, request.sku, request.settings
+        self.on_frame = on_frame
+        self.plan = plan_calls(
+            request.path, size, lookahead=self.settings.lookahead, max_window=self.settings.max_window
         )
-    hero_rgb = np.asarray(hero.convert("RGB"))
-    hero_png = png_bytes(hero_rgb)
-    start = time.perf_counter()
+        self.result: FrameSet | None = None
 
-    # 2. Plan every diffusion call (a pure function of path and settings)
-    plan = plan_calls(path, size, lookahead=settings.lookahead, max_window=settings.max_window)
-    fps = _Fingerprints(settings, plan, sha256(hero_png))
-    manifest = _new_manifest(sku, fps.video, path, plan, settings)
+    @property
+    def window_sizes(self) -> tuple[tuple[int, int], ...]:
+        return tuple((c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls)
 
-    # 3. Reuse what a previous run stored for the same frames: from the first frame a change affects, redo
-    reused = _valid_prefix(store, sku, read_manifest(store, sku), fps)
-    manifest["frames"] = list(reused)
-    for record in reused:
-        if on_frame:
-            on_frame(record, True)
-    checkpoint = _load_checkpoint(store, sku, plan, fps)
-    if checkpoint is None:
-        world, done = _World(plan.bounds), -1
-        world.paint(plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool))
-    else:
-        world, done, calls = checkpoint
-        manifest["calls"][: done + 1] = calls  # keeps the seeds that retries moved on to
+    def resume(self) -> None:
+        """Fingerprint the plan, reuse the stored frames that match, load the world, write what it holds."""
+        self.start = time.perf_counter()
+        hero_rgb = np.asarray(self.request.hero.convert("RGB"))
+        self.hero_png = png_bytes(hero_rgb)
+        self.fps = _Fingerprints(self.settings, self.plan, sha256(self.hero_png))
+        self.manifest = _new_manifest(self.sku, self.fps.video, self.request.path, self.plan, self.settings)
 
-    # 4. Frames whose pixels the world already holds
-    writer = _FrameWriter(store, sku, plan, manifest, fps.frames, on_frame)
-    writer.write_ready(world, done, hero_png=hero_png)
+        self.reused = _valid_prefix(self.store, self.sku, read_manifest(self.store, self.sku), self.fps)
+        self.manifest["frames"] = list(self.reused)
+        for record in self.reused:
+            if self.on_frame:
+                self.on_frame(self.sku, record, True)
+        checkpoint = _load_checkpoint(self.store, self.sku, self.plan, self.fps)
+        if checkpoint is None:
+            self.world, self.last = _World(self.plan.bounds), -1
+            self.world.paint(self.plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool))
+        else:
+            self.world, self.last, calls = checkpoint
+            self.manifest["calls"][: self.last + 1] = calls  # keeps the seeds that retries moved on to
+        self.calls_made = 0
+        self.writer = _FrameWriter(
+            self.store, self.sku, self.plan, self.manifest, self.fps.frames, self.on_frame
+        )
+        self.writer.write_ready(self.world, self.last, hero_png=self.hero_png)
 
-    # 5. Paint the rest, call by call: checkpoint the world, then write the frames it completes
-    prompt = Prompt(settings.prompt, settings.negative_prompt, settings.steps, settings.guidance)
-    calls_made = 0
-    for call in plan.calls[done + 1 :]:
-        pixels, painted = world.window(call.window)
-        out, attempt = inpaint(
-            pipe, pixels, ~painted, prompt, seed=settings.seed, step=call.first_frame, sku=sku,
-            what=f"frame {call.first_frame}", max_retries=settings.max_retries,
+    @property
+    def done(self) -> bool:
+        return self.last + 1 >= len(self.plan.calls)
+
+    @property
+    def call_key(self) -> tuple:
+        """What calls must share to be painted together: window size, steps, guidance, retries."""
+        s = self.settings
+        return self.window_sizes[self.last + 1], s.steps, s.guidance, s.max_retries
+
+    def paint_request(self) -> PaintRequest:
+        call = self.plan.calls[self.last + 1]
+        pixels, painted = self.world.window(call.window)
+        s = self.settings
+        return PaintRequest(
+            pixels, ~painted, Prompt(s.prompt, s.negative_prompt, s.steps, s.guidance),
+            seed=s.seed, step=call.first_frame, sku=self.sku, what=f"frame {call.first_frame}",
         )  # fmt: skip
-        world.paint(call.window, out, ~painted)
-        calls_made += 1
-        manifest["calls"][call.index]["seed"] = step_seed(settings.seed, call.first_frame, attempt)
-        checkpoint_png = world.to_png(fps.world(call.index), call.index, manifest["calls"][: call.index + 1])
-        store.write_bytes(layout.world_checkpoint(sku), checkpoint_png)
-        writer.write_ready(world, call.index, hero_png=hero_png)
 
-    # 6. Drop frames a longer earlier video left behind
-    keep = {layout.frames_prefix(sku) + r["file"] for r in manifest["frames"]}
-    for key in store.list(layout.frames_prefix(sku)):
-        name = key.rsplit("/", 1)[-1]
-        if name[:5].isdigit() and name.endswith(".png") and key not in keep:
-            store.delete(key)
-    return FrameSet(
-        sku=sku,
-        manifest=manifest,
-        calls_made=calls_made,
-        frames_reused=len(reused),
-        seconds=round(time.perf_counter() - start, 3),
-    )
+    def apply(self, out: np.ndarray, attempt: int, *, batch: list[str]) -> None:
+        """Keep the call's new pixels, checkpoint the world, then write the frames it completes."""
+        call = self.plan.calls[self.last + 1]
+        self.world.paint(call.window, out, ~self.world.window(call.window)[1])
+        self.last, self.calls_made = call.index, self.calls_made + 1
+        record = self.manifest["calls"][call.index]
+        record.update(seed=step_seed(self.settings.seed, call.first_frame, attempt), batch=batch)
+        checkpoint_png = self.world.to_png(
+            self.fps.world(call.index), call.index, self.manifest["calls"][: call.index + 1]
+        )
+        self.store.write_bytes(layout.world_checkpoint(self.sku), checkpoint_png)
+        self.writer.write_ready(self.world, call.index, hero_png=self.hero_png)
+
+    def finish(self) -> None:
+        keep = {layout.frames_prefix(self.sku) + r["file"] for r in self.manifest["frames"]}
+        for key in self.store.list(layout.frames_prefix(self.sku)):
+            name = key.rsplit("/", 1)[-1]
+            if name[:5].isdigit() and name.endswith(".png") and key not in keep:
+                self.store.delete(key)
+        self.result = FrameSet(
+            sku=self.sku,
+            manifest=self.manifest,
+            calls_made=self.calls_made,
+            frames_reused=len(self.reused),
+            seconds=round(time.perf_counter() - self.start, 3),
+        )
+        self.world = self.writer = None  # a backfill of many SKUs holds one batch of worlds at a time
 
 
 def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: FrameSettings) -> dict:
@@ -355,7 +458,7 @@ class _FrameWriter:
                 layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode()
             )
             if self.on_frame:
-                self.on_frame(record, False)
+                self.on_frame(self.sku, record, False)
 
     @property
     def plan_frames(self) -> int:

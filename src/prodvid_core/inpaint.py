@@ -6,6 +6,7 @@ output (NaN from an fp16 overflow, the black image of a safety checker, a consta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 
 from prodvid_core.errors import GenerationError
 
-__all__ = ["Prompt", "step_seed", "inpaint", "is_unusable"]
+__all__ = ["Prompt", "PaintRequest", "step_seed", "inpaint", "inpaint_batch", "batches", "is_unusable"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,90 @@ def is_unusable(pixels: np.ndarray) -> str | None:
     return None
 
 
+@dataclass(frozen=True, eq=False)
+class PaintRequest:
+    """One image to paint: the pixels, where to paint (bool H×W), what, with which seed, and for whom.
+
+    `sku` and `what` only name the request in errors ("SKU MUG-1: ... for frame 12").
+    """
+
+    image: np.ndarray
+    paint: np.ndarray
+    prompt: Prompt
+    seed: int
+    step: int
+    sku: str
+    what: str
+
+
+def inpaint_batch(
+    pipe, requests: Sequence[PaintRequest], *, max_retries: int = 2
+) -> list[tuple[np.ndarray, int]]:
+    """Paint `requests` in one pipeline call; return each new image (uint8) and the attempt that made it.
+
+    Requests may come from different SKUs with different prompts; they must share the image size, the steps
+    and the guidance, which are arguments of the whole call. Each request gets its own generator, seeded
+    from its own `(seed, step, attempt)`, so its starting noise does not depend on its companions. Its
+    painted pixels still may differ in the last bits from a call of its own: the kernels sum in another
+    order at another batch size (see DESIGN.md, "Many SKUs at once"). Only the painted pixels are checked;
+    an unusable request is painted again with the next seed, together with the others that failed, up to
+    `max_retries` times, and then a `GenerationError` names its SKU and `what`.
+    """
+    # 1. Check inputs
+    if not requests:
+        return []
+    first = requests[0]
+    for request in requests:
+        if request.paint.shape != first.paint.shape or request.image.shape[:2] != first.paint.shape:
+            raise ValueError(
+                f"requests of one call have to share one size but are {first.paint.shape} and "
+                f"{request.image.shape[:2]} / {request.paint.shape} (SKU {request.sku}, {request.what})."
+            )
+        if (request.prompt.steps, request.prompt.guidance) != (first.prompt.steps, first.prompt.guidance):
+            raise ValueError(f"requests of one call have to share steps and guidance (SKU {request.sku}).")
+
+    # 2. Paint; paint the unusable ones again with their next seeds
+    results: list[tuple[np.ndarray, int] | None] = [None] * len(requests)
+    pending, reasons = list(range(len(requests))), {}
+    for attempt in range(max_retries + 1):
+        outs = _call(pipe, [requests[i] for i in pending], attempt)
+        failed = []
+        for i, out in zip(pending, outs, strict=True):
+            reasons[i] = is_unusable(out[requests[i].paint])
+            if reasons[i] is None:
+                results[i] = (out * 255).round().clip(0, 255).astype(np.uint8), attempt
+            else:
+                failed.append(i)
+        pending = failed
+        if not pending:
+            return results
+    request = requests[pending[0]]
+    raise GenerationError(
+        f"SKU {request.sku}: the model produced {reasons[pending[0]]} for {request.what} "
+        f"{max_retries + 1} times (seeds of step {request.step}). "
+        "Try another seed in the brief, more steps, or float32 (`--dtype float32`)."
+    )
+
+
+def _call(pipe, requests: list[PaintRequest], attempt: int) -> np.ndarray:
+    """One pipeline call over `requests` (float images in [0, 1], N×H×W×3)."""
+    height, width = requests[0].paint.shape
+    return pipe(
+        prompt=[r.prompt.prompt for r in requests],
+        negative_prompt=[r.prompt.negative_prompt for r in requests],
+        image=[Image.fromarray(r.image) for r in requests],
+        mask_image=[Image.fromarray(np.where(r.paint, 255, 0).astype(np.uint8)) for r in requests],
+        height=height,
+        width=width,
+        num_inference_steps=requests[0].prompt.steps,
+        guidance_scale=requests[0].prompt.guidance,
+        generator=[
+            torch.Generator(device="cpu").manual_seed(step_seed(r.seed, r.step, attempt)) for r in requests
+        ],
+        output_type="np",
+    ).images
+
+
 def inpaint(
     pipe,
     image: np.ndarray,
@@ -64,28 +149,10 @@ def inpaint(
     Only the painted pixels' validity is checked: the caller keeps only those. On unusable output the call is
     retried with the next seed, `max_retries` times, then a `GenerationError` names the SKU and `what`.
     """
-    height, width = paint.shape
-    init = Image.fromarray(image)
-    mask = Image.fromarray(np.where(paint, 255, 0).astype(np.uint8))
-    reason = None
-    for attempt in range(max_retries + 1):
-        generator = torch.Generator(device="cpu").manual_seed(step_seed(seed, step, attempt))
-        out = pipe(
-            prompt=prompt.prompt,
-            negative_prompt=prompt.negative_prompt or None,
-            image=init,
-            mask_image=mask,
-            height=height,
-            width=width,
-            num_inference_steps=prompt.steps,
-            guidance_scale=prompt.guidance,
-            generator=generator,
-            output_type="np",
-        ).images[0]
-        reason = is_unusable(out[paint])
-        if reason is None:
-            return (out * 255).round().clip(0, 255).astype(np.uint8), attempt
-    raise GenerationError(
-        f"SKU {sku}: the model produced {reason} for {what} {max_retries + 1} times (seeds of step {step}). "
-        "Try another seed in the brief, more steps, or float32 (`--dtype float32`)."
-    )
+    request = PaintRequest(image, paint, prompt, seed=seed, step=step, sku=sku, what=what)
+    return inpaint_batch(pipe, [request], max_retries=max_retries)[0]
+
+
+def batches(items: Sequence, size: int) -> list[list]:
+    """`items` in consecutive runs of at most `size` (itertools.batched arrives with Python 3.12)."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -7,7 +7,6 @@ reuses a hero image made with the same settings and every frame whose fingerprin
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from PIL import Image
@@ -17,12 +16,23 @@ from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import ProdvidError, validate_sku
-from prodvid_core.frames import FrameSet
+from prodvid_core.frames import FrameSet, OnFrame
 from prodvid_core.hero import HeroResult
+from prodvid_core.inpaint import batches
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
 
-__all__ = ["Settings", "SkuResult", "generate_sku", "make_canvas", "make_hero", "make_frames", "make_video"]
+__all__ = [
+    "Settings",
+    "SkuResult",
+    "generate_sku",
+    "make_canvas",
+    "make_hero",
+    "make_heroes",
+    "make_frames",
+    "make_frames_batch",
+    "make_video",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class Settings:
     guidance: float = 7.5
     lookahead: int = 128
     max_window: int = 768
+    batch_size: int = 1
 
     @classmethod
     def from_env(cls, preset: str | None = None, **overrides) -> Settings:
@@ -107,24 +118,72 @@ def make_hero(
     store: ObjectStore, sku: str, expanded: Canvas, product: Image.Image, brief: Brief, settings: Settings
 ) -> tuple[HeroResult, bool]:
     """The hero image: reused when the stored one was made from this canvas with these settings."""
-    canvas_sha = sha256(png_bytes(expanded.image))
+    return make_heroes(store, {sku: (expanded, product, brief)}, settings)[sku]
+
+
+def make_heroes(
+    store: ObjectStore, inputs: dict[str, tuple[Canvas, Image.Image, Brief]], settings: Settings
+) -> dict[str, tuple[HeroResult, bool]]:
+    """The hero images of many SKUs (canvas, product mask and brief each), with whether each was reused.
+
+    A stored hero image is reused when it was made from the same canvas with the same model, scene and
+    settings and its PNG is intact; the others are painted `settings.batch_size` to a pipeline call and
+    stored one by one as they are made.
+    """
     model = settings.model_key(settings.hero_model)
+    out: dict[str, tuple[HeroResult, bool]] = {}
+    requests, canvas_sha = [], {}
+    for sku, (expanded, product, brief) in inputs.items():
+        canvas_sha[sku] = sha256(png_bytes(expanded.image))
+        wanted = {
+            "model": model, "prompt": brief.prompt, "negative_prompt": brief.negative_prompt,
+            "seed": brief.seed, "steps": settings.steps, "guidance": settings.guidance,
+            "canvas_sha256": canvas_sha[sku],
+        }  # fmt: skip
+        stored = _stored_hero(store, sku, wanted)
+        if stored is not None:
+            out[sku] = stored, True
+        else:
+            requests.append(
+                hero.HeroRequest(
+                    sku, expanded.image, product, brief.prompt, brief.negative_prompt, brief.seed
+                )
+            )
+    if requests:
+        pipe = settings.load(settings.hero_model)
+        for batch in batches(requests, settings.batch_size):
+            results = hero.generate_batch(
+                pipe,
+                batch,
+                steps=settings.steps,
+                guidance=settings.guidance,
+                model=model,
+                batch_size=len(batch),
+            )
+            for request, result in zip(batch, results, strict=True):
+                artifacts.save_hero(store, request.sku, result, canvas_sha256=canvas_sha[request.sku])
+                out[request.sku] = result, False
+    return {sku: out[sku] for sku in inputs}
+
+
+def _stored_hero(store: ObjectStore, sku: str, wanted: dict) -> HeroResult | None:
+    """The stored hero image if its sidecar matches `wanted` and its PNG is the one the sidecar describes."""
     stored = artifacts.read_json(store, layout.hero_json(sku))
-    wanted = {
-        "model": model, "prompt": brief.prompt, "negative_prompt": brief.negative_prompt, "seed": brief.seed,
-        "steps": settings.steps, "guidance": settings.guidance, "canvas_sha256": canvas_sha,
-    }  # fmt: skip
-    if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.exists(layout.hero_png(sku)):
-        loaded = artifacts.load_hero(store, sku)
-        if sha256(png_bytes(loaded.image)) == stored.get("sha256"):
-            return loaded, True
-    result = hero.generate(
-        settings.load(settings.hero_model), expanded.image, product, sku=sku, prompt=brief.prompt,
-        negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
-        guidance=settings.guidance, model=model,
+    if not stored or any(stored.get(k) != v for k, v in wanted.items()):
+        return None
+    try:
+        data = store.read_bytes(layout.hero_png(sku))
+    except FileNotFoundError:
+        return None
+    return artifacts.hero_from(stored, data, sku=sku) if sha256(data) == stored.get("sha256") else None
+
+
+def _frame_settings(brief: Brief, settings: Settings) -> frames.FrameSettings:
+    return frames.FrameSettings(
+        prompt=brief.prompt, negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
+        guidance=settings.guidance, lookahead=settings.lookahead, max_window=settings.max_window,
+        model=settings.model_key(settings.frames_model),
     )  # fmt: skip
-    artifacts.save_hero(store, sku, result, canvas_sha256=canvas_sha)
-    return result, False
 
 
 def make_frames(
@@ -135,16 +194,28 @@ def make_frames(
     settings: Settings,
     *,
     pipe=None,
-    on_frame: Callable[[dict, bool], None] | None = None,
+    on_frame: OnFrame | None = None,
 ) -> FrameSet:
-    frame_settings = frames.FrameSettings(
-        prompt=brief.prompt, negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
-        guidance=settings.guidance, lookahead=settings.lookahead, max_window=settings.max_window,
-        model=settings.model_key(settings.frames_model),
-    )  # fmt: skip
+    return make_frames_batch(store, {sku: (hero_image, brief)}, settings, pipe=pipe, on_frame=on_frame)[sku]
+
+
+def make_frames_batch(
+    store: ObjectStore,
+    inputs: dict[str, tuple[Image.Image, Brief]],
+    settings: Settings,
+    *,
+    pipe=None,
+    on_frame: OnFrame | None = None,
+) -> dict[str, FrameSet]:
+    """The frames of many SKUs (hero image and brief each), diffusion calls shared `settings.batch_size`
+    SKUs at a time (`frames.generate_batch`)."""
+    requests = [
+        frames.FramesRequest(sku, hero_image, brief.camera_path(sku), _frame_settings(brief, settings))
+        for sku, (hero_image, brief) in inputs.items()
+    ]
     pipe = pipe if pipe is not None else settings.load(settings.frames_model)
-    path = brief.camera_path(sku)
-    return frames.generate(pipe, store, hero_image, path, frame_settings, sku=sku, on_frame=on_frame)
+    results = frames.generate_batch(pipe, store, requests, batch_size=settings.batch_size, on_frame=on_frame)
+    return {result.sku: result for result in results}
 
 
 def make_video(store: ObjectStore, sku: str, frame_set: FrameSet) -> VideoResult:
@@ -159,7 +230,7 @@ def generate_sku(
     brief: Brief,
     settings: Settings,
     *,
-    on_frame: Callable[[dict, bool], None] | None = None,
+    on_frame: OnFrame | None = None,
 ) -> SkuResult:
     """Make and store everything for one SKU: canvas, mask, hero image, frames and video.
 

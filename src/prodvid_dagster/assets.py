@@ -28,7 +28,7 @@ from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
-from prodvid_core.run import make_frames, make_hero, make_video
+from prodvid_core.run import make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
 from prodvid_dagster.partitions import sku_partitions
@@ -177,31 +177,36 @@ def hero_image(
     """The scene painted around the product by the hero model, every product pixel pasted back exactly
     (`hero_image/<SKU>.png` + JSON). Reused when the stored one was made with the same settings."""
     settings, st = models.settings(), store.open()
-    out = {}
-    for sku in context.partition_keys:
-        with _user_errors():
-            brief = inbox.brief_with(
+    with _user_errors():
+        briefs = {
+            sku: inbox.brief_with(
                 st, sku, prompt=config.prompt, negative_prompt=config.negative_prompt, seed=config.seed
             )
-            out[sku], reused = make_hero(st, sku, expanded_canvas[sku], mask[sku], brief, settings)
-        context.log.info(f"SKU {sku}: hero image {'reused' if reused else 'made'} in {out[sku].seconds} s")
+            for sku in context.partition_keys
+        }
+        made = make_heroes(
+            st, {sku: (expanded_canvas[sku], mask[sku], briefs[sku]) for sku in briefs}, settings
+        )
+    for sku, (hero, reused) in made.items():
+        context.log.info(f"SKU {sku}: hero image {'reused' if reused else 'made'} in {hero.seconds} s")
         context.add_asset_metadata(
             {
-                "preview": _preview(out[sku].image),
-                "model": out[sku].model,
-                "prompt": out[sku].prompt,
-                "seed": out[sku].seed,
-                "steps": out[sku].steps,
-                "guidance": out[sku].guidance,
-                "attempts": out[sku].attempts,
-                "seconds": out[sku].seconds,
-                "diffusion calls": 0 if reused else out[sku].attempts,
+                "preview": _preview(hero.image),
+                "model": hero.model,
+                "prompt": hero.prompt,
+                "seed": hero.seed,
+                "steps": hero.steps,
+                "guidance": hero.guidance,
+                "attempts": hero.attempts,
+                "seconds": hero.seconds,
+                "diffusion calls": 0 if reused else hero.attempts,
+                "batch": ", ".join(hero.batch),
                 "reused": reused,
                 "storage": _where(st, layout.hero_png(sku)),
             },
             partition_key=sku,
         )
-    return out
+    return {sku: hero for sku, (hero, _) in made.items()}
 
 
 @dg.asset(**_PARTITIONED, pool=GPU_POOL, retry_policy=FRAMES_RETRY, kinds={"pytorch"})
@@ -216,35 +221,38 @@ def frames(
     Each frame is stored as it is made; a retry or a re-execution reuses every stored frame whose
     fingerprint matches and paints only the missing ones."""
     settings, st = models.settings(), store.open()
-    pipe = models.pipeline(settings.frames_model)
-    out = {}
-    for sku in context.partition_keys:
-        hero = hero_image[sku]
-        with _user_errors():
-            brief = inbox.brief_with(
+    with _user_errors():
+        briefs = {}
+        for sku in context.partition_keys:
+            hero = hero_image[sku]
+            briefs[sku] = inbox.brief_with(
                 st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
                 camera=_camera(config.camera, sku), num_frames=config.num_frames, fps=config.fps,
             )  # fmt: skip
-            total = brief.camera_path(sku).num_frames
+        totals = {sku: brief.camera_path(sku).num_frames for sku, brief in briefs.items()}
 
-            def on_frame(record: dict, reused: bool, sku: str = sku, total: int = total) -> None:
-                state = "reused" if reused else "made"
-                context.log.info(f"SKU {sku}: frame {record['index'] + 1}/{total} {state}")
+        def on_frame(sku: str, record: dict, reused: bool) -> None:
+            state = "reused" if reused else "made"
+            context.log.info(f"SKU {sku}: frame {record['index'] + 1}/{totals[sku]} {state}")
 
-            out[sku] = make_frames(st, sku, hero.image, brief, settings, pipe=pipe, on_frame=on_frame)
-        keys = out[sku].keys
+        inputs = {sku: (hero_image[sku].image, brief) for sku, brief in briefs.items()}
+        out = make_frames_batch(
+            st, inputs, settings, pipe=models.pipeline(settings.frames_model), on_frame=on_frame
+        )
+    for sku, frame_set in out.items():
+        keys = frame_set.keys
         context.add_asset_metadata(
             {
                 "first frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[0])))),
                 "last frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[-1])))),
-                "frames": out[sku].count,
-                "diffusion calls": out[sku].calls_made,
-                "frames reused": out[sku].frames_reused,
-                "seconds": out[sku].seconds,
-                "model": out[sku].manifest["model"],
-                "seed": out[sku].manifest["seed"],
-                "steps": out[sku].manifest["steps"],
-                "camera": dg.MetadataValue.json(brief.camera),
+                "frames": frame_set.count,
+                "diffusion calls": frame_set.calls_made,
+                "frames reused": frame_set.frames_reused,
+                "seconds": frame_set.seconds,
+                "model": frame_set.manifest["model"],
+                "seed": frame_set.manifest["seed"],
+                "steps": frame_set.manifest["steps"],
+                "camera": dg.MetadataValue.json(briefs[sku].camera),
                 "storage": _where(st, layout.frames_manifest(sku)),
             },
             partition_key=sku,

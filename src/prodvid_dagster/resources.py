@@ -20,6 +20,7 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.guidance` | `PRODVID_GUIDANCE` | 7.5 |
 | `ModelsResource.lookahead` | `PRODVID_LOOKAHEAD` | 128 |
 | `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 768 |
+| `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
 """
@@ -64,6 +65,11 @@ class ModelsResource(dg.ConfigurableResource):
     )
     max_window: int | None = Field(
         None, description="Largest side of a diffusion window ($PRODVID_MAX_WINDOW)."
+    )
+
+    batch_size: int | None = Field(
+        None,
+        description="SKUs of a backfill that share one diffusion call ($PRODVID_BATCH_SIZE, 1).",
     )
 
     _settings: Settings | None = PrivateAttr(default=None)
