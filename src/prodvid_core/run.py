@@ -31,6 +31,7 @@ __all__ = [
     "make_heroes",
     "make_frames",
     "make_frames_batch",
+    "frame_settings",
     "make_video",
 ]
 
@@ -178,7 +179,8 @@ def _stored_hero(store: ObjectStore, sku: str, wanted: dict) -> HeroResult | Non
     return artifacts.hero_from(stored, data, sku=sku) if sha256(data) == stored.get("sha256") else None
 
 
-def _frame_settings(brief: Brief, settings: Settings) -> frames.FrameSettings:
+def frame_settings(brief: Brief, settings: Settings) -> frames.FrameSettings:
+    """The settings that decide a SKU's frames: its brief's scene, the run's painting settings."""
     return frames.FrameSettings(
         prompt=brief.prompt, negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
         guidance=settings.guidance, lookahead=settings.lookahead, max_window=settings.max_window,
@@ -210,7 +212,7 @@ def make_frames_batch(
     """The frames of many SKUs (hero image and brief each), diffusion calls shared `settings.batch_size`
     SKUs at a time (`frames.generate_batch`)."""
     requests = [
-        frames.FramesRequest(sku, hero_image, brief.camera_path(sku), _frame_settings(brief, settings))
+        frames.FramesRequest(sku, hero_image, brief.camera_path(sku), frame_settings(brief, settings))
         for sku, (hero_image, brief) in inputs.items()
     ]
     pipe = pipe if pipe is not None else settings.load(settings.frames_model)

@@ -100,3 +100,34 @@ def test_single_run_backfill_matches_separate_runs(instance, fast_env, tmp_path,
         assert info.latest_execution_status.value == "SUCCEEDED"
         assert info.latest_target_materialization_storage_id == info.latest_materialization_storage_id
     assert all(e.description.startswith(f"SKU {e.partition}:") for e in per_sku)
+
+
+def test_batched_backfill_shares_diffusion_calls_and_keeps_products_exact(
+    instance, fast_env, tmp_path, monkeypatch
+):
+    job = defs.resolve_job_def("prodvid")
+    instance.add_dynamic_partitions(sku_partitions.name, SKUS)
+    monkeypatch.setenv("PRODVID_BATCH_SIZE", "3")
+    store = LocalStore(tmp_path / "batched")
+    monkeypatch.setenv("PRODVID_STORE", str(store.root))
+    for sku in SKUS:
+        drop_sku(store, sku, BRIEFS[sku])
+    loads = count_model_loads(monkeypatch)
+    result = job.execute_in_process(instance=instance, tags=RANGE_TAGS)
+    assert result.success
+    assert loads == [models.TINY_PRESET]
+
+    # one hero call for the three SKUs; CUP-1 and CUP-2 (same camera) share every frames call, CUP-3 not
+    events = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    hero_meta = {m.partition: m.metadata for m in events if m.asset_key == dg.AssetKey("hero_image")}
+    assert {s: m["batch"].value for s, m in hero_meta.items()} == {s: ", ".join(SKUS) for s in SKUS}
+    for sku in SKUS:
+        assert json.loads(store.read_bytes(f"hero_image/{sku}.json"))["batch"] == SKUS
+    calls = {sku: json.loads(store.read_bytes(f"frames/{sku}/manifest.json"))["calls"] for sku in SKUS}
+    assert len(calls["CUP-1"]) == len(calls["CUP-2"]) >= 1
+    assert all(c["batch"] == ["CUP-1", "CUP-2"] for c in calls["CUP-1"] + calls["CUP-2"])
+    assert all(c["batch"] == ["CUP-3"] for c in calls["CUP-3"])
+
+    # the blocking exactness checks ran per SKU and passed
+    per_sku = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
+    assert len(per_sku) == 12 and all(e.passed for e in per_sku)

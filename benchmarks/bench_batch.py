@@ -1,0 +1,89 @@
+"""Batch benchmark: many SKUs painted one per diffusion call vs `--batch` SKUs per call.
+
+Run by hand: `python benchmarks/bench_batch.py --skus 8 --batch 4` (CPU, tiny model) or with `--model` and
+`--device cuda` on a GPU. Each variant makes the hero images and frames of the same SKUs, in this process, on
+the same model, from empty stores; one untimed warm-up pass first, so no variant pays the first-call costs.
+The figures that matter are the ratios. On a CPU a real model is compute-bound and gains little; the tiny
+model gains what per-call overhead it saves; a GPU is where batching pays (DESIGN.md, "Many SKUs at once").
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from prodvid_core import frames, hero, models, run
+from prodvid_core.brief import parse_brief
+from prodvid_core.sample import sample_photo_bytes
+from prodvid_core.storage import LocalStore
+
+PROMPTS = ["a bottle on a marble counter", "a bottle on a beach at sunset", "a bottle in a moss forest"]
+
+
+class _Counting:
+    """The pipeline, counting its calls and the images they painted."""
+
+    def __init__(self, pipe):
+        self.pipe, self.calls, self.images = pipe, 0, 0
+
+    def __call__(self, **kwargs):
+        self.calls += 1
+        self.images += len(kwargs["prompt"])
+        return self.pipe(**kwargs)
+
+
+def _make_all(pipe: _Counting, settings: run.Settings, skus: int, num_frames: int, batch: int) -> float:
+    """Seconds to paint the hero images and frames of `skus` SKUs, `batch` per call, from an empty store."""
+    expanded, product = run.make_canvas(sample_photo_bytes(), sku="B-0", settings=settings)
+    briefs = {
+        f"B-{i}": parse_brief(
+            {"prompt": PROMPTS[i % len(PROMPTS)], "seed": i, "num_frames": num_frames}, sku=f"B-{i}"
+        )
+        for i in range(skus)
+    }
+    heroes = [
+        hero.HeroRequest(sku, expanded.image, product, b.prompt, seed=b.seed) for sku, b in briefs.items()
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        made = hero.generate_batch(pipe, heroes, steps=settings.steps, batch_size=batch)
+        videos = [
+            frames.FramesRequest(sku, result.image, b.camera_path(sku), run.frame_settings(b, settings))
+            for (sku, b), result in zip(briefs.items(), made, strict=True)
+        ]
+        frames.generate_batch(pipe, LocalStore(tmp), videos, batch_size=batch)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skus", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=48, help="frames per video (default drift camera)")
+    parser.add_argument("--model", default=models.TINY_PRESET)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    settings = run.Settings(
+        size=args.size, steps=args.steps, hero_model=args.model, frames_model=args.model, device=args.device
+    )
+    pipe = _Counting(settings.load(args.model))
+    device = models.resolve_device(args.device)
+    print(f"model={args.model} size={args.size} steps={args.steps} device={device} skus={args.skus}")
+    _make_all(pipe, settings, min(args.skus, args.batch), args.frames, args.batch)  # warm-up, untimed
+
+    rows = {}
+    for batch in (1, args.batch):
+        pipe.calls = pipe.images = 0
+        seconds = _make_all(pipe, settings, args.skus, args.frames, batch)
+        rows[batch] = (pipe.calls, pipe.images, seconds)
+        print(f"batch {batch:>3}: {pipe.calls:>4} pipeline calls, {pipe.images:>4} images, {seconds:8.2f} s")
+    (c1, _, s1), (cb, _, sb) = rows[1], rows[args.batch]
+    print(f"ratio: {c1 / cb:.1f}x fewer pipeline calls, {s1 / sb:.2f}x faster ({args.skus} SKUs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Many SKUs per diffusion call: the batch paints what each SKU would have painted alone, but for the last
+bits; the product stays exact; a batch retries only its unusable requests; frames batch in lockstep."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from photos import labelled_box
+from prodvid_core import camera, frames, hero, layout
+from prodvid_core.errors import GenerationError
+from prodvid_core.inpaint import PaintRequest, Prompt, inpaint_batch
+from prodvid_core.storage import LocalStore
+
+SIZE = 256
+PROMPTS = ["a red box on a wooden table", "a red box on a beach", "a red box in a forest"]
+
+
+class Recording:
+    """The real tiny pipeline; records each call's prompts and makes the outputs of `poison` prompts NaN
+    (the first `poison_calls` times), as an fp16 overflow would."""
+
+    def __init__(self, pipe, poison: str | None = None, poison_calls: int = 1):
+        self.pipe, self.poison, self.poison_calls = pipe, poison, poison_calls
+        self.calls: list[list[str]] = []
+
+    def __call__(self, **kwargs):
+        self.calls.append(list(kwargs["prompt"]))
+        out = self.pipe(**kwargs)
+        if self.poison and len(self.calls) <= self.poison_calls:
+            for i, prompt in enumerate(kwargs["prompt"]):
+                if prompt == self.poison:
+                    out.images[i][:] = np.nan
+        return out
+
+
+def _requests(prompts=PROMPTS) -> list[PaintRequest]:
+    rng = np.random.default_rng(0)
+    paint = np.zeros((SIZE, SIZE), dtype=bool)
+    paint[:, : SIZE // 3] = True
+    return [
+        PaintRequest(
+            rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), paint, Prompt(p, steps=2),
+            seed=i, step=4, sku=f"SKU-{i}", what="frame 4",
+        )
+        for i, p in enumerate(prompts)
+    ]  # fmt: skip
+
+
+def test_a_batch_paints_each_request_as_alone_but_for_the_last_bits(tiny_pipe):
+    requests = _requests()
+    together = inpaint_batch(tiny_pipe, requests)
+    alone = [inpaint_batch(tiny_pipe, [r])[0][0] for r in requests]
+    paint = requests[0].paint
+    for i, (image, attempt) in enumerate(together):
+        assert attempt == 0
+        diff = np.abs(image.astype(int) - alone[i].astype(int))[paint]
+        # its own seed's noise, whoever shares the call: a few values one or two levels off at most
+        assert diff.max() <= 4 and (diff > 0).mean() < 0.02, (i, diff.max(), (diff > 0).mean())
+        other = np.abs(image.astype(int) - alone[(i + 1) % 3].astype(int))[paint]
+        assert other.mean() > 20 * max(diff.mean(), 0.01)
+
+
+def test_a_batch_is_deterministic(tiny_pipe):
+    first = inpaint_batch(tiny_pipe, _requests())
+    again = inpaint_batch(tiny_pipe, _requests())
+    for (a, _), (b, _) in zip(first, again, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_only_the_unusable_request_is_painted_again_with_its_next_seed(tiny_pipe):
+    pipe = Recording(tiny_pipe, poison=PROMPTS[1])
+    results = inpaint_batch(pipe, _requests())
+    assert [attempt for _, attempt in results] == [0, 1, 0]
+    assert pipe.calls == [PROMPTS, [PROMPTS[1]]]
+    assert all(np.isfinite(image).all() for image, _ in results)
+
+
+def test_a_request_unusable_every_time_names_its_sku_and_frame(tiny_pipe):
+    pipe = Recording(tiny_pipe, poison=PROMPTS[2], poison_calls=99)
+    with pytest.raises(GenerationError, match=r"SKU SKU-2: .*NaN.* for frame 4 3 times"):
+        inpaint_batch(pipe, _requests(), max_retries=2)
+    assert pipe.calls == [PROMPTS, [PROMPTS[2]], [PROMPTS[2]]]
+
+
+def test_requests_of_different_sizes_are_refused_before_painting(tiny_pipe):
+    requests = _requests()
+    small = PaintRequest(
+        requests[0].image[:128], requests[0].paint[:128], requests[0].prompt,
+        seed=0, step=0, sku="SMALL-1", what="the hero image",
+    )  # fmt: skip
+    pipe = Recording(tiny_pipe)
+    with pytest.raises(ValueError, match="SMALL-1"):
+        inpaint_batch(pipe, [requests[0], small])
+    assert pipe.calls == []
+
+
+@pytest.fixture(scope="module")
+def box():
+    return labelled_box(SIZE)
+
+
+def test_hero_batch_keeps_every_product_exact_in_one_call_per_batch(tiny_pipe, box):
+    canvas, mask = box
+    requests = [hero.HeroRequest(f"BOX-{i}", canvas, mask, p, seed=i) for i, p in enumerate(PROMPTS)]
+    pipe = Recording(tiny_pipe)
+    results = hero.generate_batch(pipe, requests, steps=2, batch_size=2)
+    assert pipe.calls == [PROMPTS[:2], PROMPTS[2:]]
+    assert [r.batch for r in results] == [["BOX-0", "BOX-1"], ["BOX-0", "BOX-1"], ["BOX-2"]]
+    product, reference = np.asarray(mask) == 255, np.asarray(canvas)
+    for result in results:
+        image = np.asarray(result.image)
+        assert np.array_equal(image[product], reference[product])
+        assert not np.array_equal(image[~product], reference[~product])
+    assert not np.array_equal(np.asarray(results[0].image), np.asarray(results[1].image))
+    alone = hero.generate(tiny_pipe, canvas, mask, sku="BOX-2", prompt=PROMPTS[2], seed=2, steps=2)
+    assert np.array_equal(np.asarray(alone.image), np.asarray(results[2].image))  # a batch of one is alone
+
+
+PAN = camera.pan((-150, -40), num_frames=12, fps=12)  # 4 calls at lookahead 32, windows unlike DRIFT
+DRIFT = camera.pan((-100, 0), num_frames=8, fps=12)  # 2 calls
+
+
+def _frame_requests(image) -> list[frames.FramesRequest]:
+    def settings(prompt, seed):
+        return frames.FrameSettings(prompt=prompt, seed=seed, steps=2, lookahead=32, max_window=384)
+
+    return [
+        frames.FramesRequest("A", image, PAN, settings(PROMPTS[0], 1)),
+        frames.FramesRequest("C", image, DRIFT, settings(PROMPTS[2], 3)),
+        frames.FramesRequest("B", image, PAN, settings(PROMPTS[1], 2)),
+    ]
+
+
+def _pngs(store: LocalStore, sku: str) -> dict[str, bytes]:
+    return {k: store.read_bytes(k) for k in store.list(layout.frames_prefix(sku)) if k.endswith(".png")}
+
+
+def _assert_product_exact(store, sku, canvas, mask, manifest):
+    product, reference = np.asarray(mask) == 255, np.asarray(canvas)
+    ys, xs = np.nonzero(product)
+    for frame, record in zip(frames.load_frames(store, sku), manifest["frames"], strict=True):
+        ox, oy = record["offset"]
+        yy, xx = ys + oy, xs + ox
+        inside = (yy >= 0) & (yy < SIZE) & (xx >= 0) & (xx < SIZE)
+        assert inside.any()
+        assert np.array_equal(frame[yy[inside], xx[inside]], reference[ys[inside], xs[inside]]), (sku, record)
+
+
+def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe, box, tmp_path):
+    canvas, mask = box
+    image = hero.generate(tiny_pipe, canvas, mask, sku="BOX", prompt=PROMPTS[0], steps=2).image
+    store = LocalStore(tmp_path)
+    pipe = Recording(tiny_pipe)
+    results = frames.generate_batch(pipe, store, _frame_requests(image), batch_size=3)
+    assert [r.sku for r in results] == ["A", "C", "B"]
+    a, c, b = results
+
+    # A and B (same path) painted every call together; C (other windows) alone
+    assert a.calls_made == b.calls_made >= 2 and c.calls_made >= 1
+    assert [call["batch"] for call in a.manifest["calls"]] == [["A", "B"]] * a.calls_made
+    assert [call["batch"] for call in c.manifest["calls"]] == [["C"]] * c.calls_made
+    assert sorted(pipe.calls) == sorted([PROMPTS[:2]] * a.calls_made + [PROMPTS[2:]] * c.calls_made)
+    for result in results:
+        assert result.count == len(result.manifest["frames"])
+        _assert_product_exact(store, result.sku, canvas, mask, result.manifest)
+    assert _pngs(store, "A")[layout.frame_png("A", 11)] != _pngs(store, "B")[layout.frame_png("B", 11)]
+
+    # a batch of one SKU at a time writes exactly what separate runs write
+    one, separate = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "separate")
+    pipe = Recording(tiny_pipe)
+    frames.generate_batch(pipe, one, _frame_requests(image), batch_size=1)
+    assert all(len(call) == 1 for call in pipe.calls)
+    for request in _frame_requests(image):
+        frames.generate(tiny_pipe, separate, request.hero, request.path, request.settings, sku=request.sku)
+        assert _pngs(one, request.sku) == _pngs(separate, request.sku)
+
+
+def test_a_batched_run_resumes_every_sku_where_it_stopped(tiny_pipe, box, tmp_path, monkeypatch):
+    canvas, mask = box
+    image = hero.generate(tiny_pipe, canvas, mask, sku="BOX", prompt=PROMPTS[0], steps=2).image
+    whole = frames.generate_batch(
+        tiny_pipe, LocalStore(tmp_path / "whole"), _frame_requests(image), batch_size=3
+    )
+
+    store = LocalStore(tmp_path / "broken")
+    monkeypatch.setenv(frames.FAIL_AT_FRAME_ENV, "7")
+    with pytest.raises(RuntimeError, match="frame 7"):
+        frames.generate_batch(tiny_pipe, store, _frame_requests(image), batch_size=3)
+    monkeypatch.delenv(frames.FAIL_AT_FRAME_ENV)
+    kept = {sku: len((frames.read_manifest(store, sku) or {"frames": []})["frames"]) for sku in "ACB"}
+    last_call = {sku: _checkpointed_call(store, sku) for sku in "ACB"}
+    assert any(kept.values()) and min(kept.values()) < 8
+
+    resumed = frames.generate_batch(tiny_pipe, store, _frame_requests(image), batch_size=3)
+    for after, full in zip(resumed, whole, strict=True):
+        assert after.frames_reused == kept[after.sku]
+        assert after.count == full.count
+        # the calls after the last checkpointed one, and no more
+        assert after.calls_made == full.calls_made - (last_call[after.sku] + 1)
+        _assert_product_exact(store, after.sku, canvas, mask, after.manifest)
+
+
+def _checkpointed_call(store: LocalStore, sku: str) -> int:
+    """The index of the last call in `sku`'s world checkpoint, -1 without one."""
+    if not store.exists(layout.world_checkpoint(sku)):
+        return -1
+    with Image.open(io.BytesIO(store.read_bytes(layout.world_checkpoint(sku)))) as checkpoint:
+        return int(checkpoint.text["call"])
