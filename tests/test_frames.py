@@ -200,3 +200,12 @@ def test_a_longer_path_keeps_the_frames_it_shares(tiny_pipe, hero_set, tmp_path)
     assert shared >= 1
     assert extended.frames_reused >= fresh.manifest["calls"][shared - 1]["frames"][-1]
     assert extended.calls_made == fresh.calls_made
+
+
+def test_load_frame_set_gives_back_what_generate_stored(tiny_pipe, hero_set, local_store):
+    with pytest.raises(FileNotFoundError, match="SKU B: no frames/B/manifest.json"):
+        frames.load_frame_set(local_store, "B")
+    made = frames.generate(tiny_pipe, local_store, hero_set[2], PATH, _settings(), sku="B")
+    loaded = frames.load_frame_set(local_store, "B")
+    assert loaded.manifest == made.manifest and loaded.keys == made.keys
+    assert (loaded.calls_made, loaded.frames_reused, loaded.count) == (0, PATH.num_frames, PATH.num_frames)

@@ -38,6 +38,7 @@ __all__ = [
     "generate",
     "generate_batch",
     "read_manifest",
+    "load_frame_set",
     "load_frames",
 ]
 
@@ -87,6 +88,16 @@ def read_manifest(store: ObjectStore, sku: str) -> dict | None:
         return None
     except ValueError:
         return None  # a manifest that does not parse is as good as none: everything is made again
+
+
+def load_frame_set(store: ObjectStore, sku: str) -> FrameSet:
+    """The stored frames of `sku` (its manifest) as a `FrameSet` that made no calls, for the next step."""
+    manifest = read_manifest(store, sku)
+    if manifest is None:
+        raise FileNotFoundError(f"SKU {sku}: no {layout.frames_manifest(sku)}; make the frames first.")
+    return FrameSet(
+        sku=sku, manifest=manifest, calls_made=0, frames_reused=len(manifest["frames"]), seconds=0.0
+    )
 
 
 def load_frames(store: ObjectStore, sku: str, manifest: dict | None = None) -> Iterator[np.ndarray]:

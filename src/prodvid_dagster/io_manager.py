@@ -21,11 +21,11 @@ from collections.abc import Callable
 import dagster as dg
 
 from prodvid_core import artifacts, layout
-from prodvid_core.frames import FrameSet, read_manifest
+from prodvid_core.frames import FrameSet, load_frame_set
 from prodvid_core.storage import ObjectStore
 from prodvid_dagster.resources import StoreResource
 
-__all__ = ["ObjectStoreIOManager", "load_frame_set"]
+__all__ = ["ObjectStoreIOManager"]
 
 
 def _require(store: ObjectStore, sku: str, keys: list[str]) -> None:
@@ -43,16 +43,6 @@ def _confirm_frames(store: ObjectStore, sku: str, value: FrameSet) -> None:
     missing = [k for k in (layout.frames_manifest(sku), *value.keys) if k not in stored]
     if missing:
         raise FileNotFoundError(f"SKU {sku}: expected the core to have stored {', '.join(missing[:5])}.")
-
-
-def load_frame_set(store: ObjectStore, sku: str) -> FrameSet:
-    """The stored frames of `sku` (its manifest), as a `FrameSet` that made no calls."""
-    manifest = read_manifest(store, sku)
-    if manifest is None:
-        raise FileNotFoundError(f"SKU {sku}: no {layout.frames_manifest(sku)}; materialize `frames` first.")
-    return FrameSet(
-        sku=sku, manifest=manifest, calls_made=0, frames_reused=len(manifest["frames"]), seconds=0.0
-    )
 
 
 _SAVE: dict[str, Callable[[ObjectStore, str, object], object]] = {
