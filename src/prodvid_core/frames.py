@@ -13,10 +13,12 @@ uninterrupted run would have written.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -140,59 +142,78 @@ class _Fingerprints:
 
 
 class _World:
-    """The world canvas: pixels and which of them are painted, over the plan's bounds."""
+    """The world canvas: its pixels, and which step painted each (-1 none, 0 the hero image, c + 1 call c).
+
+    Knowing the painter of every pixel lets one checkpoint give back the world after any earlier call, which
+    is what a changed camera path that shares only the first calls resumes from.
+    """
 
     def __init__(self, bounds: Box):
         self.bounds = bounds
         w, h = bounds[2] - bounds[0], bounds[3] - bounds[1]
         self.pixels = np.zeros((h, w, 3), dtype=np.uint8)
-        self.painted = np.zeros((h, w), dtype=bool)
+        self.owner = np.full((h, w), -1, dtype=np.int16)
 
     def _slice(self, box: Box) -> tuple[slice, slice]:
         x0, y0 = self.bounds[0], self.bounds[1]
         return slice(box[1] - y0, box[3] - y0), slice(box[0] - x0, box[2] - x0)
 
     def window(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        """The pixels of `box` and which of them are painted."""
         s = self._slice(box)
-        return self.pixels[s], self.painted[s]
+        return self.pixels[s], self.owner[s] >= 0
 
-    def paint(self, box: Box, pixels: np.ndarray, new: np.ndarray) -> None:
+    def paint(self, box: Box, pixels: np.ndarray, new: np.ndarray, *, owner: int) -> None:
         """Keep only the newly painted pixels: already-painted ones are never replaced."""
         s = self._slice(box)
         self.pixels[s][new] = pixels[new]
-        self.painted[s] |= new
+        self.owner[s][new] = owner
 
-    def to_png(self, fp: str, call: int, calls: list[dict]) -> bytes:
-        """One atomic object: pixels, painted mask (alpha) and the calls made so far, with their seeds."""
-        rgba = np.dstack([self.pixels, np.where(self.painted, 255, 0).astype(np.uint8)])
+    def rewind(self, call: int) -> None:
+        """Forget what the calls after `call` painted."""
+        later = self.owner > call + 1
+        self.pixels[later], self.owner[later] = 0, -1
+
+    def moved_to(self, bounds: Box) -> _World:
+        """The same world in `bounds` (a changed path may have moved the world's edges)."""
+        world = _World(bounds)
+        (x0, y0, x1, y1), (u0, v0, u1, v1) = bounds, self.bounds
+        common = (max(x0, u0), max(y0, v0), min(x1, u1), min(y1, v1))
+        if common[0] >= common[2] or common[1] >= common[3]:
+            raise ValueError("checkpoint lies outside the world")
+        src, dst = self._slice(common), world._slice(common)
+        world.pixels[dst], world.owner[dst] = self.pixels[src], self.owner[src]
+        if (world.owner >= 0).sum() != (self.owner >= 0).sum():
+            raise ValueError("checkpoint has painted pixels outside the world")
+        return world
+
+    def to_png(self, worlds: list[str], calls: list[dict]) -> bytes:
+        """One atomic object: pixels, painted mask (alpha), each pixel's painter, and the calls made so far
+        with their seeds and the fingerprint of the world after each."""
+        rgba = np.dstack([self.pixels, np.where(self.owner >= 0, 255, 0).astype(np.uint8)])
+        owners = base64.b64encode(zlib.compress(self.owner.astype("<i2").tobytes(), 9)).decode()
         text = {
-            "fingerprint": fp,
-            "call": str(call),
+            "call": str(len(worlds) - 1),
+            "worlds": json.dumps(worlds),
             "calls": json.dumps(calls),
             "bounds": json.dumps(self.bounds),
+            "owners": owners,
         }
         return png_bytes(rgba, text)
 
     @classmethod
-    def from_png(cls, data: bytes, bounds: Box) -> tuple[_World, dict[str, str]]:
-        """Load a checkpoint into a world of `bounds` (a changed path may have moved the world's edges)."""
+    def from_png(cls, data: bytes) -> tuple[_World, dict[str, str]]:
         image = Image.open(io.BytesIO(data))
         image.load()
         text = dict(image.text)
-        old = cls(tuple(json.loads(text["bounds"])))
+        world = cls(tuple(json.loads(text["bounds"])))
         rgba = np.asarray(image.convert("RGBA"))
-        if rgba.shape[:2] != old.painted.shape:
+        owner = np.frombuffer(zlib.decompress(base64.b64decode(text["owners"])), dtype="<i2")
+        if rgba.shape[:2] != world.owner.shape or owner.size != world.owner.size:
             raise ValueError("checkpoint size does not match its bounds")
-        old.pixels[:], old.painted[:] = rgba[..., :3], rgba[..., 3] == 255
-        world = cls(bounds)
-        (x0, y0, x1, y1), (u0, v0, u1, v1) = bounds, old.bounds
-        common = (max(x0, u0), max(y0, v0), min(x1, u1), min(y1, v1))
-        if common[0] >= common[2] or common[1] >= common[3]:
-            raise ValueError("checkpoint lies outside the world")
-        pixels, painted = old.window(common)
-        if painted.sum() != old.painted.sum():
-            raise ValueError("checkpoint has painted pixels outside the world")
-        world.paint(common, pixels, painted)
+        world.pixels[:], world.owner[:] = rgba[..., :3], owner.reshape(world.owner.shape)
+        if not np.array_equal(rgba[..., 3] == 255, world.owner >= 0):
+            raise ValueError("checkpoint alpha does not match its owners")
         return world, text
 
 
@@ -218,17 +239,22 @@ def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fps: _Fin
 def _load_checkpoint(
     store: ObjectStore, sku: str, plan: Plan, fps: _Fingerprints
 ) -> tuple[_World, int, list] | None:
-    """The world after the last finished call, that call's index and the calls' records (seeds)."""
+    """The world after the last call this plan shares with the checkpoint's, that call's index and the
+    calls' records (seeds). A crash resumes after the last finished call; a changed path after the last
+    call it did not change."""
     try:
-        world, text = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)), plan.bounds)
-        call, calls = int(text["call"]), json.loads(text["calls"])
+        world, text = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)))
+        worlds, calls = json.loads(text["worlds"]), json.loads(text["calls"])
+        # world fingerprints are chained: the plans share every call up to the last one that matches
+        shared = [c for c in range(min(len(worlds), len(plan.calls))) if worlds[c] == fps.world(c)]
+        if not shared:
+            return None
+        world.rewind(shared[-1])
+        return world.moved_to(plan.bounds), shared[-1], calls[: shared[-1] + 1]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, zlib.error):
         return None  # unreadable checkpoint: rebuild the world from the hero image
-    if not 0 <= call < len(plan.calls) or text.get("fingerprint") != fps.world(call):
-        return None
-    return world, call, calls[: call + 1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,7 +383,9 @@ class _Video:
         checkpoint = _load_checkpoint(self.store, self.sku, self.plan, self.fps)
         if checkpoint is None:
             self.world, self.last = _World(self.plan.bounds), -1
-            self.world.paint(self.plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool))
+            self.world.paint(
+                self.plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool), owner=0
+            )
         else:
             self.world, self.last, calls = checkpoint
             self.manifest["calls"][: self.last + 1] = calls  # keeps the seeds that retries moved on to
@@ -389,13 +417,12 @@ class _Video:
     def apply(self, out: np.ndarray, attempt: int, *, batch: list[str]) -> None:
         """Keep the call's new pixels, checkpoint the world, then write the frames it completes."""
         call = self.plan.calls[self.last + 1]
-        self.world.paint(call.window, out, ~self.world.window(call.window)[1])
+        self.world.paint(call.window, out, ~self.world.window(call.window)[1], owner=call.index + 1)
         self.last, self.calls_made = call.index, self.calls_made + 1
         record = self.manifest["calls"][call.index]
         record.update(seed=step_seed(self.settings.seed, call.first_frame, attempt), batch=batch)
-        checkpoint_png = self.world.to_png(
-            self.fps.world(call.index), call.index, self.manifest["calls"][: call.index + 1]
-        )
+        worlds = [self.fps.world(c) for c in range(call.index + 1)]
+        checkpoint_png = self.world.to_png(worlds, self.manifest["calls"][: call.index + 1])
         self.store.write_bytes(layout.world_checkpoint(self.sku), checkpoint_png)
         self.writer.write_ready(self.world, call.index, hero_png=self.hero_png)
 
