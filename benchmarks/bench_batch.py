@@ -2,7 +2,7 @@
 
 Run by hand: `python benchmarks/bench_batch.py --skus 8 --batch 4` (CPU, tiny model) or with `--model` and
 `--device cuda` on a GPU. Each variant makes the hero images and frames of the same SKUs, in this process, on
-the same model, from empty stores; one untimed warm-up pass first, so no variant pays the first-call costs.
+the same model, from empty stores, after an untimed warm-up of both, so no variant pays first-call costs.
 The figures that matter are the ratios. On a CPU a real model is compute-bound and gains little; the tiny
 model gains what per-call overhead it saves; a GPU is where batching pays (DESIGN.md, "Many SKUs at once").
 """
@@ -73,7 +73,8 @@ def main() -> None:
     pipe = _Counting(settings.load(args.model))
     device = models.resolve_device(args.device)
     print(f"model={args.model} size={args.size} steps={args.steps} device={device} skus={args.skus}")
-    _make_all(pipe, settings, min(args.skus, args.batch), args.frames, args.batch)  # warm-up, untimed
+    for batch in (1, args.batch):  # warm-up, untimed: the first call at each shape pays for its kernels
+        _make_all(pipe, settings, min(args.skus, args.batch), args.frames, batch)
 
     rows = {}
     for batch in (1, args.batch):
