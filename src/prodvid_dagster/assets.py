@@ -86,6 +86,26 @@ def _user_errors() -> Iterator[None]:
         raise dg.Failure(description=str(e), allow_retries=False) from e
 
 
+@contextlib.contextmanager
+def _stop_when_terminated(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Terminate stops `frames`, not only its attempt: Dagster turns an interrupt of a step that has a
+    RetryPolicy into a retry, and the in-process executor retries it at once in the same run, which then
+    ends SUCCESS (dagster-io/dagster#15026). When the run is being terminated, the step fails without a retry
+    instead and the run ends CANCELED; re-executing it from failure resumes from the stored frames."""
+    try:
+        yield
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as e:
+        run = context.instance.get_run_by_id(context.run_id)
+        if run is None or run.status not in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+            raise  # a signal to the run worker, not a Terminate: Dagster's own handling
+        skus = ", ".join(context.partition_keys)
+        raise dg.Failure(
+            description=f"SKU {skus}: the run was terminated while making frames. The frames stored so far "
+            "are kept: re-execute the run from failure to make only the missing ones.",
+            allow_retries=False,
+        ) from e
+
+
 def _preview(image: Image.Image) -> dg.MetadataValue:
     """A thumbnail as a markdown data URI, under the 1,000 characters the UI renders in place."""
     for side, quality in ((64, 80), (64, 50), (48, 50), (32, 40)):
@@ -215,41 +235,42 @@ def frames(
     """The video's frames, windows of a world canvas painted once (`frames/<SKU>/*.png` + manifest.json).
     Each frame is stored as it is made; a retry or a re-execution reuses every stored frame whose
     fingerprint matches and paints only the missing ones."""
-    settings, st = models.settings(), store.open()
-    pipe = models.pipeline(settings.frames_model)
-    out = {}
-    for sku in context.partition_keys:
-        hero = hero_image[sku]
-        with _user_errors():
-            brief = inbox.brief_with(
-                st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
-                camera=_camera(config.camera, sku), num_frames=config.num_frames, fps=config.fps,
-            )  # fmt: skip
-            total = brief.camera_path(sku).num_frames
+    with _stop_when_terminated(context):
+        settings, st = models.settings(), store.open()
+        pipe = models.pipeline(settings.frames_model)
+        out = {}
+        for sku in context.partition_keys:
+            hero = hero_image[sku]
+            with _user_errors():
+                brief = inbox.brief_with(
+                    st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
+                    camera=_camera(config.camera, sku), num_frames=config.num_frames, fps=config.fps,
+                )  # fmt: skip
+                total = brief.camera_path(sku).num_frames
 
-            def on_frame(record: dict, reused: bool, sku: str = sku, total: int = total) -> None:
-                state = "reused" if reused else "made"
-                context.log.info(f"SKU {sku}: frame {record['index'] + 1}/{total} {state}")
+                def on_frame(record: dict, reused: bool, sku: str = sku, total: int = total) -> None:
+                    state = "reused" if reused else "made"
+                    context.log.info(f"SKU {sku}: frame {record['index'] + 1}/{total} {state}")
 
-            out[sku] = make_frames(st, sku, hero.image, brief, settings, pipe=pipe, on_frame=on_frame)
-        keys = out[sku].keys
-        context.add_asset_metadata(
-            {
-                "first frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[0])))),
-                "last frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[-1])))),
-                "frames": out[sku].count,
-                "diffusion calls": out[sku].calls_made,
-                "frames reused": out[sku].frames_reused,
-                "seconds": out[sku].seconds,
-                "model": out[sku].manifest["model"],
-                "seed": out[sku].manifest["seed"],
-                "steps": out[sku].manifest["steps"],
-                "camera": dg.MetadataValue.json(brief.camera),
-                "storage": _where(st, layout.frames_manifest(sku)),
-            },
-            partition_key=sku,
-        )
-    return out
+                out[sku] = make_frames(st, sku, hero.image, brief, settings, pipe=pipe, on_frame=on_frame)
+            keys = out[sku].keys
+            context.add_asset_metadata(
+                {
+                    "first frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[0])))),
+                    "last frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[-1])))),
+                    "frames": out[sku].count,
+                    "diffusion calls": out[sku].calls_made,
+                    "frames reused": out[sku].frames_reused,
+                    "seconds": out[sku].seconds,
+                    "model": out[sku].manifest["model"],
+                    "seed": out[sku].manifest["seed"],
+                    "steps": out[sku].manifest["steps"],
+                    "camera": dg.MetadataValue.json(brief.camera),
+                    "storage": _where(st, layout.frames_manifest(sku)),
+                },
+                partition_key=sku,
+            )
+        return out
 
 
 @dg.asset(**_PARTITIONED, kinds={"ffmpeg"})
