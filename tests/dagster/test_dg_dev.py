@@ -1,6 +1,8 @@
 """`dagster dev` with the shipped workspace.yaml and dagster.yaml, as a new user runs it: the UI answers and
 lists the five partitioned assets; a photo and brief dropped into the inbox start a run by themselves that
-ends with the hero image, its preview and green checks."""
+ends with the hero image, its preview and green checks.
+
+One `dagster dev` (10-20 s to start) serves every test of this module."""
 
 import json
 import os
@@ -14,12 +16,14 @@ import time
 import urllib.request
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pytest
 from dgtest import BRIEF, FAST_ENV, drop_sku
 
 from prodvid_core import layout
+from prodvid_core.storage import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = {"expanded_canvas", "mask", "hero_image", "frames", "video"}
@@ -60,41 +64,59 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: 
     pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture
-def dagster_dev(tmp_path, instance, store):
-    """`dagster dev` on 127.0.0.1 and a free port with the shipped workspace.yaml and dagster.yaml, on the
-    test's DAGSTER_HOME; stopped by its pid."""
-    shutil.copy(REPO / "dagster.yaml", Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml")
+class DagsterDev(NamedTuple):
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    instance: dg.DagsterInstance  # the one `dagster dev` keeps its runs and events in
+    store: LocalStore  # PRODVID_STORE of its code server and runs
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """`dagster dev` on 127.0.0.1 and a free port with the shipped workspace.yaml and dagster.yaml, in a
+    DAGSTER_HOME of its own, with the fast settings and a local store; answering when yielded, stopped by its
+    pid after the module's last test."""
+    tmp = tmp_path_factory.mktemp("dagster-dev")
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    store = LocalStore(tmp / "store")
     port = _free_port()
     pythonpath = [p for p in (os.environ.get("PYTHONPATH"), str(REPO / "src")) if p]
     env = {
         **os.environ,
         **FAST_ENV,
+        "DAGSTER_HOME": str(home),
         "PRODVID_STORE": str(store.root),
         "PYTHONPATH": os.pathsep.join(pythonpath),
         "OMP_NUM_THREADS": "1",
     }
+    for name in ("PRODVID_LOOKAHEAD", "PRODVID_S3_ENDPOINT_URL"):
+        env.pop(name, None)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
-    log = tmp_path / "dagster-dev.log"
-    with open(log, "wb") as out:
+    log = tmp / "dagster-dev.log"
+    # the instance's storage is created here first: created by two processes at once, it can fail
+    with dg.DagsterInstance.from_config(str(home)) as instance, open(log, "wb") as out:
         proc = subprocess.Popen(
             [*command, "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path,
+            cwd=tmp,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its code server, daemon and run workers share its process group
         )
-    try:
-        yield port, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        try:
+            wait_for(lambda: graphql(port, REPOSITORIES), 120, "the webserver", proc, log)
+            yield DagsterDev(port, proc, log, instance, store)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
 
 
 ASSET_NODES = "{ assetNodes { assetKey { path } isPartitioned groupName description } }"
@@ -149,8 +171,8 @@ def assert_page_shows_preview(port: int, sku: str) -> None:
     assert "Show Markdown" not in dom
 
 
-def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev, instance, store):
-    port, proc, log = dagster_dev
+def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
+    port, proc, log, instance, store = dagster_dev
 
     # the UI answers and lists the five assets, partitioned by SKU, in their group
     nodes = wait_for(lambda: graphql(port, ASSET_NODES)["assetNodes"], 120, "the webserver", proc, log)
