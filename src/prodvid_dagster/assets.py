@@ -86,6 +86,26 @@ def _user_errors() -> Iterator[None]:
         raise dg.Failure(description=str(e), allow_retries=False) from e
 
 
+@contextlib.contextmanager
+def _stop_when_terminated(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Terminate stops `frames`, not only its attempt: Dagster turns an interrupt of a step that has a
+    RetryPolicy into a retry, and the in-process executor retries it at once in the same run, which then
+    ends SUCCESS (dagster-io/dagster#15026). When the run is being terminated, the step fails without a retry
+    instead and the run ends CANCELED; re-executing it from failure resumes from the stored frames."""
+    try:
+        yield
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as e:
+        run = context.instance.get_run_by_id(context.run_id)
+        if run is None or run.status not in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+            raise  # a signal to the run worker, not a Terminate: Dagster's own handling
+        skus = ", ".join(context.partition_keys)
+        raise dg.Failure(
+            description=f"SKU {skus}: the run was terminated while making frames. The frames stored so far "
+            "are kept: re-execute the run from failure to make only the missing ones.",
+            allow_retries=False,
+        ) from e
+
+
 def _preview(image: Image.Image) -> dg.MetadataValue:
     """A thumbnail as a markdown data URI, under the 1,000 characters the UI renders in place."""
     for side, quality in ((64, 80), (64, 50), (48, 50), (32, 40)):
@@ -221,7 +241,7 @@ def frames(
     Each frame is stored as it is made; a retry or a re-execution reuses every stored frame whose
     fingerprint matches and paints only the missing ones."""
     settings, st = models.settings(), store.open()
-    with _user_errors():
+    with _user_errors(), _stop_when_terminated(context):
         briefs = {}
         for sku in context.partition_keys:
             hero = hero_image[sku]

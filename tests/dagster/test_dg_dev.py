@@ -1,6 +1,9 @@
 """`dagster dev` with the shipped workspace.yaml and dagster.yaml, as a new user runs it: the UI answers and
 lists the five partitioned assets; a photo and brief dropped into the inbox start a run by themselves that
-ends with the hero image, its preview and green checks."""
+ends with the hero image, its preview and green checks. A run terminated mid-frames and re-executed from
+failure paints only the frames it had not stored.
+
+One `dagster dev` (10-20 s to start) serves every test of this module."""
 
 import json
 import os
@@ -13,13 +16,22 @@ import tempfile
 import time
 import urllib.request
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pytest
 from dgtest import BRIEF, FAST_ENV, drop_sku
+from PIL import Image
 
 from prodvid_core import layout
+from prodvid_core.brief import parse_brief
+from prodvid_core.encoding import sha256
+from prodvid_core.frames import read_manifest
+from prodvid_core.run import Settings, generate_sku
+from prodvid_core.sample import sample_photo_bytes
+from prodvid_core.storage import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = {"expanded_canvas", "mask", "hero_image", "frames", "video"}
@@ -42,7 +54,7 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return answer["data"]
 
 
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Path):
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Path, *, every: float = 1):
     """Poll `predicate` until it returns something truthy; fail at once if dagster dev dies or cannot load
     the definitions, with the end of its log."""
     deadline = time.monotonic() + timeout
@@ -56,45 +68,63 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: 
             value = None
         if value:
             return value
-        time.sleep(1)
+        time.sleep(every)
     pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture
-def dagster_dev(tmp_path, instance, store):
-    """`dagster dev` on 127.0.0.1 and a free port with the shipped workspace.yaml and dagster.yaml, on the
-    test's DAGSTER_HOME; stopped by its pid."""
-    shutil.copy(REPO / "dagster.yaml", Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml")
+class DagsterDev(NamedTuple):
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    instance: dg.DagsterInstance  # the one `dagster dev` keeps its runs and events in
+    store: LocalStore  # PRODVID_STORE of its code server and runs
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """`dagster dev` on 127.0.0.1 and a free port with the shipped workspace.yaml and dagster.yaml, in a
+    DAGSTER_HOME of its own, with the fast settings and a local store; answering when yielded, stopped by its
+    pid after the module's last test."""
+    tmp = tmp_path_factory.mktemp("dagster-dev")
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    store = LocalStore(tmp / "store")
     port = _free_port()
     pythonpath = [p for p in (os.environ.get("PYTHONPATH"), str(REPO / "src")) if p]
     env = {
         **os.environ,
         **FAST_ENV,
+        "DAGSTER_HOME": str(home),
         "PRODVID_STORE": str(store.root),
         "PYTHONPATH": os.pathsep.join(pythonpath),
         "OMP_NUM_THREADS": "1",
     }
+    for name in ("PRODVID_LOOKAHEAD", "PRODVID_S3_ENDPOINT_URL"):
+        env.pop(name, None)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
-    log = tmp_path / "dagster-dev.log"
-    with open(log, "wb") as out:
+    log = tmp / "dagster-dev.log"
+    # the instance's storage is created here first: created by two processes at once, it can fail
+    with dg.DagsterInstance.from_config(str(home)) as instance, open(log, "wb") as out:
         proc = subprocess.Popen(
             [*command, "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path,
+            cwd=tmp,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its code server, daemon and run workers share its process group
         )
-    try:
-        yield port, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        try:
+            wait_for(lambda: graphql(port, REPOSITORIES), 120, "the webserver", proc, log)
+            yield DagsterDev(port, proc, log, instance, store)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
 
 
 ASSET_NODES = "{ assetNodes { assetKey { path } isPartitioned groupName description } }"
@@ -149,8 +179,8 @@ def assert_page_shows_preview(port: int, sku: str) -> None:
     assert "Show Markdown" not in dom
 
 
-def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev, instance, store):
-    port, proc, log = dagster_dev
+def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
+    port, proc, log, instance, store = dagster_dev
 
     # the UI answers and lists the five assets, partitioned by SKU, in their group
     nodes = wait_for(lambda: graphql(port, ASSET_NODES)["assetNodes"], 120, "the webserver", proc, log)
@@ -218,3 +248,152 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev, instance,
     for sku in ("DEV-3", "DEV-4"):
         assert store.exists(layout.video_mp4(sku))
         assert json.loads(store.read_bytes(layout.hero_json(sku)))["prompt"] == "a bottle on a beach"
+
+
+STOP_SKU = "DEV-STOP"
+STOP_FRAMES = 48  # the default video length
+STOP_AFTER = 4  # frames stored when Terminate is sent; ~40 are still to come, ~0.15 s each
+STOP_CAMERA = {"path": "pan", "distance": [-94, -47]}  # 2 × 1 px a frame: every frame needs a call
+STOP_CONFIG = {
+    "ops": {
+        "hero_image": {"config": {"prompt": BRIEF["prompt"], "seed": BRIEF["seed"]}},
+        "frames": {
+            "config": {"camera": json.dumps(STOP_CAMERA), "num_frames": STOP_FRAMES, "fps": BRIEF["fps"]}
+        },
+    },
+    # lookahead 0 is the seed method's one diffusion call per frame, so calls count frames painted
+    "resources": {"models": {"config": {"lookahead": 0}}},
+}
+LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }"""
+TERMINATE_RUN = """mutation($runId: String!) { terminateRun(runId: $runId) {
+  __typename ... on TerminateRunFailure { message } ... on PythonError { message } } }"""
+REEXECUTE_RUN = """mutation($params: ReexecutionParams!) { launchRunReexecution(reexecutionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN = """query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status stepKeysToExecute } } }"""
+
+
+def run_status(port: int, run_id: str) -> dict:
+    return graphql(port, RUN, {"runId": run_id})["runOrError"]
+
+
+def finished(port: int, run_id: str) -> str | None:
+    """The run's status once it has finished, else None."""
+    status = run_status(port, run_id)["status"]
+    return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+
+def frames_metadata(instance: dg.DagsterInstance, sku: str, run_id: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("frames"), asset_partitions=[sku]), limit=5
+    ).records
+    (record,) = [r for r in records if r.run_id == run_id]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def stored_frames(store: LocalStore, sku: str) -> list[dict]:
+    """The manifest's frame records so far (writes are atomic: a half-written manifest would not parse)."""
+    try:
+        return json.loads(store.read_bytes(layout.frames_manifest(sku)))["frames"]
+    except FileNotFoundError:
+        return []
+
+
+def test_terminated_run_reexecuted_from_failure_paints_only_missing_frames(dagster_dev, fast_env, tmp_path):
+    port, proc, log, instance, store = dagster_dev
+
+    # a photo without a brief (the sensor leaves it waiting); the scene comes from the run's config, as
+    # when a person materializes the SKU from the launchpad
+    photo = sample_photo_bytes(fmt="PNG", size=(300, 400))
+    store.write_bytes(layout.inbox_photo(STOP_SKU, ".png"), photo)
+    repo = repository(port)
+    graphql(port, ADD_PARTITION, {"key": STOP_SKU, "repo": repo})
+    params = {
+        "selector": {**repo, "jobName": "prodvid"},
+        "runConfigData": STOP_CONFIG,
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": STOP_SKU}]},
+    }
+    launched = graphql(port, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    # Terminate (the run page's button) once STOP_AFTER frames are stored
+    deadline = time.monotonic() + 240
+    while len(stored_frames(store, STOP_SKU)) < STOP_AFTER:
+        status = finished(port, run_id)
+        assert not status, f"run {status} before frame {STOP_AFTER} was stored:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no frame {STOP_AFTER} in 240 s:\n{log.read_text()[-4000:]}"
+        time.sleep(0.05)
+    terminated = graphql(port, TERMINATE_RUN, {"runId": run_id})["terminateRun"]
+    assert terminated["__typename"] == "TerminateRunSuccess", terminated
+    status = wait_for(lambda: finished(port, run_id), 120, "the run to stop", proc, log, every=0.2)
+    assert status == "CANCELED", log.read_text()[-4000:]
+
+    # storage is consistent: the manifest lists frames 0..n-1, each stored with its checksum; the world
+    # checkpoint is at most one call ahead of them (a call is checkpointed before the frame it completes);
+    # no temp file of an interrupted write is left
+    manifest = read_manifest(store, STOP_SKU)
+    stored = manifest["frames"]
+    n = len(stored)
+    assert len(manifest["calls"]) == STOP_FRAMES - 1  # one planned call per frame after the hero image
+    assert STOP_AFTER <= n < STOP_FRAMES, f"{n} of {STOP_FRAMES} frames stored"
+    assert [f["index"] for f in stored] == list(range(n))
+    for record in stored:
+        assert sha256(store.read_bytes(layout.frame_png(STOP_SKU, record["index"]))) == record["sha256"]
+    with Image.open(store.root / layout.world_checkpoint(STOP_SKU)) as checkpoint:
+        checkpointed = int(checkpoint.text["call"])  # calls 0..checkpointed are painted and kept
+    ahead = checkpointed - (n - 2)  # call c completes frame c + 1
+    assert ahead in (0, 1)  # 1: Terminate fell between a call's checkpoint and its frame
+    leftovers = [p.name for p in (store.root / layout.frames_prefix(STOP_SKU)).iterdir() if p.name[0] == "."]
+    assert leftovers == []
+    assert not store.exists(layout.video_mp4(STOP_SKU))
+    mtimes = {k: (store.root / layout.frame_png(STOP_SKU, k)).stat().st_mtime_ns for k in range(n)}
+    events = [e for e in instance.all_logs(run_id) if e.dagster_event]
+    # `frames` failed once, saying why, and its RetryPolicy did not start it again
+    (failure,) = [e.dagster_event for e in events if e.dagster_event.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "frames"
+    assert "the run was terminated while making frames" in failure.step_failure_data.error.message
+    assert not [e for e in events if e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"]
+
+    # an uninterrupted run of the same brief and settings (the core, in this process), made while the
+    # re-execution starts
+    reference = LocalStore(tmp_path / "reference")
+    brief = parse_brief(
+        {"prompt": BRIEF["prompt"], "seed": BRIEF["seed"], "num_frames": STOP_FRAMES, "fps": BRIEF["fps"],
+         "camera": STOP_CAMERA},
+        sku=STOP_SKU,
+    )  # fmt: skip
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        uninterrupted = pool.submit(
+            generate_sku, reference, STOP_SKU, photo, brief, Settings.from_env(lookahead=0)
+        )
+
+        # "Re-execute from failure" on the run page: frames and video, the hero image comes from storage
+        reexecution = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
+        launched = graphql(port, REEXECUTE_RUN, {"params": reexecution})["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        resumed_id = launched["run"]["runId"]
+        status = wait_for(lambda: finished(port, resumed_id), 240, "the re-execution", proc, log, every=0.2)
+        assert status == "SUCCESS", log.read_text()[-4000:]
+        assert uninterrupted.result().frames.calls_made == STOP_FRAMES - 1
+    assert "hero_image" not in run_status(port, resumed_id)["stepKeysToExecute"]
+
+    # the n stored frames were reused, untouched; a diffusion call was made per missing frame, less the one
+    # whose call was checkpointed before Terminate
+    meta = frames_metadata(instance, STOP_SKU, resumed_id)
+    assert meta["frames"] == STOP_FRAMES and meta["frames reused"] == n
+    assert meta["diffusion calls"] == STOP_FRAMES - n - ahead
+    messages = [e.user_message for e in instance.all_logs(resumed_id)]
+    for k in range(1, STOP_FRAMES + 1):
+        state = "reused" if k <= n else "made"
+        assert sum(f"SKU {STOP_SKU}: frame {k}/{STOP_FRAMES} {state}" in m for m in messages) == 1, k
+    assert {k: (store.root / layout.frame_png(STOP_SKU, k)).stat().st_mtime_ns for k in range(n)} == mtimes
+
+    # byte for byte what the uninterrupted run made
+    assert read_manifest(store, STOP_SKU)["frames"] == read_manifest(reference, STOP_SKU)["frames"]
+    assert store.read_bytes(layout.video_mp4(STOP_SKU)) == reference.read_bytes(layout.video_mp4(STOP_SKU))
+
+    # run retries (on in the shipped dagster.yaml) leave a terminated run alone: the one child is ours
+    children = graphql(port, RUNS, {"key": "dagster/root_run_id", "value": run_id})["runsOrError"]["results"]
+    assert [r["runId"] for r in children] == [resumed_id]
