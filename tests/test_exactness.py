@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from photos import BAD, GOOD
-from prodvid_core import artifacts, frames, layout, video
+from prodvid_core import artifacts, frames, layout, verify, video
 from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError
 from prodvid_core.run import Settings, generate_sku
@@ -21,22 +21,17 @@ BRIEF = {"prompt": "on a wooden table", "seed": 11, "camera": {"path": "pan", "d
 
 
 def assert_product_exact(result, store, sku):
-    reference = np.asarray(result.canvas.image.convert("RGB"))
     product = np.asarray(result.mask) == 255
     assert product.any() and not product.all()
-    hero = np.asarray(result.hero.image)
-    assert np.array_equal(hero[product], reference[product])
-    assert not np.array_equal(hero[~product], reference[~product])  # the scene was really painted
-    h, w = product.shape
-    ys, xs = np.nonzero(product)
+    assert result.hero.image.size == result.canvas.image.size
+    hero = verify.product_diff(result.canvas.image, result.mask, result.hero.image)
+    assert hero.visible == product.sum() and hero.differing == 0, hero  # every product pixel, exact
+    reference = np.asarray(result.canvas.image.convert("RGB"))
+    assert not np.array_equal(np.asarray(result.hero.image)[~product], reference[~product])  # scene painted
     for frame, record in zip(frames.load_frames(store, sku), result.frames.manifest["frames"], strict=True):
-        ox, oy = record["offset"]
-        yy, xx = ys + oy, xs + ox
-        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-        assert inside.any()
-        assert np.array_equal(frame[yy[inside], xx[inside]], reference[ys[inside], xs[inside]]), record[
-            "index"
-        ]
+        assert frame.shape[:2] == product.shape
+        diff = verify.product_diff(result.canvas.image, result.mask, frame, offset=record["offset"])
+        assert diff.visible > 0 and diff.differing == 0, (record["index"], diff)
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))

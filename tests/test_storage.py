@@ -59,7 +59,31 @@ def test_list_is_sorted_and_filtered_by_prefix(store: ObjectStore) -> None:
     assert store.list() == sorted(keys)
     assert store.list("frames/") == ["frames/A/00000.png", "frames/AB/00000.png", "frames/B/00001.png"]
     assert store.list("frames/A/") == ["frames/A/00000.png"]
+    assert store.list("frames/A") == ["frames/A/00000.png", "frames/AB/00000.png"]  # a prefix, not a folder
+    assert store.list("inbox/A.") == ["inbox/A.json"]
     assert store.list("video/") == []
+    assert store.list("frames/../") == []
+
+
+def test_list_etags_change_when_an_object_is_rewritten_and_only_then(store: ObjectStore) -> None:
+    store.write_bytes("inbox/A.json", b'{"prompt": "one"}')
+    store.write_bytes("inbox/B.json", b'{"prompt": "two"}')
+    store.write_bytes("hero_image/A.png", b"x")
+    first = store.list_etags("inbox/")
+    assert list(first) == ["inbox/A.json", "inbox/B.json"]
+    assert all(first.values()) and first["inbox/A.json"] != first["inbox/B.json"]
+    assert list(store.list_etags()) == store.list() == ["hero_image/A.png", "inbox/A.json", "inbox/B.json"]
+
+    store.read_bytes("inbox/A.json")
+    store.write_bytes("hero_image/A.png", b"y")
+    assert store.list_etags("inbox/") == first  # reading, or writing other keys, changes no etag
+
+    store.write_bytes("inbox/A.json", b'{"prompt": "uno"}')  # same size, other bytes, at once
+    second = store.list_etags("inbox/")
+    assert second["inbox/A.json"] != first["inbox/A.json"]
+    assert second["inbox/B.json"] == first["inbox/B.json"]
+    store.write_bytes("inbox/A.json", b'{"prompt": "one"}')  # back to the first bytes
+    assert store.list_etags("inbox/")["inbox/A.json"] != second["inbox/A.json"]
 
 
 def test_missing_key_is_file_not_found(store: ObjectStore) -> None:
@@ -118,6 +142,18 @@ def test_local_write_failing_midway_keeps_old_content(
     assert [p.name for p in (tmp_path / "hero_image").iterdir()] == ["A.png"]  # no temp file left behind
 
 
+def test_local_etag_changes_on_a_rewrite_within_one_timestamp_tick(tmp_path: Path) -> None:
+    # Many file systems stamp mtimes from a coarse clock (ms or jiffies): a same-size rewrite at once can
+    # keep the mtime. Simulate it; the write's new file (inode) must still give a new etag.
+    store = LocalStore(tmp_path)
+    store.write_bytes("inbox/A.json", b'{"prompt": "one"}')
+    before = store.list_etags()["inbox/A.json"]
+    mtime_ns = (tmp_path / "inbox" / "A.json").stat().st_mtime_ns
+    store.write_bytes("inbox/A.json", b'{"prompt": "uno"}')
+    os.utime(tmp_path / "inbox" / "A.json", ns=(mtime_ns, mtime_ns))
+    assert store.list_etags()["inbox/A.json"] != before
+
+
 def test_local_url_is_the_path(tmp_path: Path) -> None:
     assert LocalStore(tmp_path).url("video/A.mp4") == str(tmp_path.resolve() / "video" / "A.mp4")
 
@@ -149,6 +185,15 @@ def test_s3_list_pages_past_1000_keys(s3_store: S3Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda key: s3_store.write_bytes(key, b""), keys))
     assert s3_store.list("frames/A/") == keys
+
+
+def test_s3_etag_is_the_listing_etag_and_size(s3_store: S3Store) -> None:
+    s3_store.write_bytes("inbox/A.json", b'{"prompt": "one"}')
+    etag = s3_store.list_etags("inbox/")["inbox/A.json"]
+    head = s3_store.client.head_object(Bucket=s3_store.bucket, Key="runs/x/inbox/A.json")
+    assert etag == head["ETag"].strip('"') + ":17"
+    s3_store.write_bytes("inbox/A.json", b'{"prompt": "one"}')  # the same bytes again: S3 keeps the MD5
+    assert s3_store.list_etags("inbox/") == {"inbox/A.json": etag}
 
 
 def test_open_store_s3(s3_store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:

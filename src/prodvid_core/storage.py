@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -55,8 +56,17 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def list_etags(self, prefix: str = "") -> dict[str, str]:
+        """Every key starting with `prefix`, sorted, with its ETag, from the listing alone (no object read).
+
+        An ETag, as in HTTP, is an opaque string that changes whenever the object is rewritten with other
+        bytes; it may also change when the same bytes are written again. Compare ETags for equality only.
+        This is what lets a caller that polls (the inbox sensor) skip reading objects that did not change.
+        """
+
     def list(self, prefix: str = "") -> list[str]:
         """All keys starting with `prefix`, sorted."""
+        return list(self.list_etags(prefix))
 
     @abstractmethod
     def _delete(self, key: str) -> None: ...
@@ -106,16 +116,31 @@ class LocalStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
-        if not self.root.is_dir():
-            return []
-        keys = []
-        for path in self.root.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+    def list_etags(self, prefix: str = "") -> dict[str, str]:
+        """ETag `<mtime_ns>:<size>:<inode>` from one `stat` per file, like a web server's ETag for a file.
+
+        Every write is a new file moved into place (`os.replace`), so a rewrite gets a new inode, even when
+        it lands within the file system's timestamp granularity with the same size. Only the prefix's folder
+        is walked: listing `inbox/` does not visit every frame of every SKU.
+        """
+        folder, _, _ = prefix.rpartition("/")
+        if folder and any(part in ("", ".", "..") for part in folder.split("/")):
+            return {}  # no key has an empty, `.` or `..` segment
+        base = self.root / folder if folder else self.root
+        if not base.is_dir():
+            return {}
+        etags = {}
+        for path in base.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.name.startswith(".") or not key.startswith(prefix):  # `.` names: temp files of writes
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed since the folder was read
+                continue
+            if stat.S_ISREG(st.st_mode):
+                etags[key] = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+        return dict(sorted(etags.items()))
 
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -177,15 +202,21 @@ class S3Store(ObjectStore):
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=full_key, MaxKeys=1)
         return any(obj["Key"] == full_key for obj in page.get("Contents", []))
 
-    def list(self, prefix: str = "") -> list[str]:
-        keys = []
+    def list_etags(self, prefix: str = "") -> dict[str, str]:
+        """ETag `<S3 ETag>:<size>` as ListObjectsV2 returns them (1,000 keys per request), so no GET.
+
+        The S3 ETag of a single-part upload is the MD5 of its bytes: writing the same bytes again keeps it.
+        """
+        etags = {}
         with self._errors("list", f"s3://{self.bucket}/{self.prefix}{prefix}"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
             )
             for page in pages:
-                keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
-        return sorted(keys)
+                for obj in page.get("Contents", []):
+                    etag = obj["ETag"].strip('"')  # S3 sends it quoted, as HTTP does
+                    etags[obj["Key"][len(self.prefix) :]] = f"{etag}:{obj['Size']}"
+        return dict(sorted(etags.items()))
 
     def _delete(self, key: str) -> None:
         url = self.url(key)

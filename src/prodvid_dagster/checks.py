@@ -21,6 +21,7 @@ from prodvid_core.canvas import Canvas
 from prodvid_core.frames import FrameSet, load_frames
 from prodvid_core.hero import HeroResult
 from prodvid_core.inpaint import is_unusable
+from prodvid_core.verify import product_diff
 from prodvid_core.video import VideoResult, probe
 from prodvid_dagster.assets import frames, hero_image, video
 from prodvid_dagster.partitions import sku_partitions
@@ -41,27 +42,6 @@ class _Outcome:
     passed: bool
     description: str
     metadata: dict = field(default_factory=dict)
-
-
-def _product(canvas: Canvas, product_mask: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The product's pixel coordinates (ys, xs) on the canvas and their reference colours."""
-    ys, xs = np.nonzero(np.asarray(product_mask.convert("L")) >= 128)
-    return ys, xs, np.asarray(canvas.image.convert("RGB"))[ys, xs]
-
-
-def _differing(
-    image: np.ndarray, ys, xs, reference: np.ndarray, offset=(0, 0)
-) -> tuple[int, int, tuple | None]:
-    """Product pixels visible, how many differ and the first that does (x, y), the product moved by offset."""
-    h, w = image.shape[:2]
-    y, x = ys + offset[1], xs + offset[0]
-    visible = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    bad = np.any(image[y[visible], x[visible]] != reference[visible], axis=-1)
-    first = None
-    if bad.any():
-        i = int(np.argmax(bad))
-        first = (int(x[visible][i]), int(y[visible][i]))
-    return int(visible.sum()), int(bad.sum()), first
 
 
 def _report(context: dg.AssetCheckExecutionContext, outcomes: dict[str, _Outcome]) -> dg.AssetCheckResult:
@@ -118,17 +98,16 @@ def hero_product_exact(
     """Every product pixel of the hero image equals the expanded canvas exactly (difference 0)."""
     outcomes = {}
     for sku in _skus(context):
-        ys, xs, reference = _product(expanded_canvas[sku], mask[sku])
-        pixels, bad, first = _differing(np.asarray(hero_image[sku].image.convert("RGB")), ys, xs, reference)
+        diff = product_diff(expanded_canvas[sku].image, mask[sku], hero_image[sku].image)
         outcomes[sku] = _Outcome(
-            passed=bad == 0,
+            passed=diff.exact,
             description=(
-                f"SKU {sku}: all {pixels} product pixels of the hero image are exact."
-                if bad == 0
-                else f"SKU {sku}: {bad} of {pixels} product pixels of the hero image differ from the canvas "
-                f"(first at x={first[0]}, y={first[1]})."
+                f"SKU {sku}: all {diff.visible} product pixels of the hero image are exact."
+                if diff.exact
+                else f"SKU {sku}: {diff.differing} of {diff.visible} product pixels of the hero image differ "
+                f"from the canvas (first at x={diff.first[0]}, y={diff.first[1]})."
             ),
-            metadata={"product pixels": pixels, "differing pixels": bad},
+            metadata={"product pixels": diff.visible, "differing pixels": diff.differing},
         )
     return _report(context, outcomes)
 
@@ -145,15 +124,15 @@ def frames_product_exact(
     st = store.open()
     outcomes = {}
     for sku in _skus(context):
-        ys, xs, reference = _product(expanded_canvas[sku], mask[sku])
         records = frames[sku].manifest["frames"]
         bad_frames, checked = [], 0
         for record, image in zip(records, load_frames(st, sku, frames[sku].manifest), strict=True):
-            pixels, bad, first = _differing(image, ys, xs, reference, tuple(record["offset"]))
-            checked += pixels
-            if bad:
+            diff = product_diff(expanded_canvas[sku].image, mask[sku], image, offset=tuple(record["offset"]))
+            checked += diff.visible
+            if not diff.exact:
                 bad_frames.append(
-                    f"frame {record['index']}: {bad} pixels (first at x={first[0]}, y={first[1]})"
+                    f"frame {record['index']}: {diff.differing} pixels "
+                    f"(first at x={diff.first[0]}, y={diff.first[1]})"
                 )
         outcomes[sku] = _Outcome(
             passed=not bad_frames,

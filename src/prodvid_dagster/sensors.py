@@ -6,6 +6,16 @@ The brief's fields reach the run as run config, where the launchpad shows them. 
 a brief that does not validate, a brief with no photo or two) are left untouched and reported: as warnings
 in the tick's log, in the tick's skip reason when nothing else happens, and in the cursor. The sensor keeps
 going with the good entries.
+
+What a tick reads: one listing of `inbox/` with each key's ETag (on S3 one LIST request per 1,000 keys), and
+only the briefs whose ETag changed since the last tick. Photos are never read. The cursor remembers, per SKU,
+a 12-hex stamp of the brief's ETag and its checksum:
+
+    {"briefs": {"MUG-1": "3f9a0c1d2e4b:0123456789abcdef", "TYPO-4": "77aa0c1d2e4b:"},
+     "rejected": {"inbox/TYPO-4.json": "SKU TYPO-4: unknown field 'promt' ..."}}
+
+A brief rejected for its content has no checksum; its reason is the one under `rejected`. About 45 bytes per
+SKU (10,000 SKUs: about 450 KB), and Dagster stores the cursor with every tick.
 """
 
 import json
@@ -22,6 +32,26 @@ from prodvid_dagster.resources import StoreResource
 __all__ = ["inbox_sensor", "run_config_for"]
 
 INTERVAL_SECONDS = 15
+
+
+def _seen_from(cursor: dict) -> dict[str, inbox.Seen]:
+    """The last tick's scan state back from its cursor. A cursor from before stamps (`{sku: checksum}`)
+    gives no stamps: every brief is read once more, and runs only if its checksum changed."""
+    rejected: dict[str, str] = cursor.get("rejected", {})
+    seen = {}
+    for sku, value in cursor.get("briefs", {}).items():
+        stamp, _, checksum = value.rpartition(":")
+        if checksum:
+            seen[sku] = inbox.Seen(stamp, checksum=checksum)
+        elif f"inbox/{sku}.json" in rejected:
+            seen[sku] = inbox.Seen(stamp, error=rejected[f"inbox/{sku}.json"])
+    return seen
+
+
+def _cursor(scan: inbox.Scan) -> str:
+    """The scan state, compact: it is stored with every tick."""
+    briefs = {sku: f"{seen.stamp}:{seen.checksum or ''}" for sku, seen in scan.seen.items()}
+    return json.dumps({"briefs": briefs, "rejected": scan.rejected}, sort_keys=True, separators=(",", ":"))
 
 
 def run_config_for(brief: Brief) -> dg.RunConfig:
@@ -45,10 +75,17 @@ def run_config_for(brief: Brief) -> dg.RunConfig:
     description="Watches inbox/ for <SKU>.{png,jpg,jpeg,webp} + <SKU>.json; runs each new or changed brief.",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
-    # 1. What the inbox holds now, and what earlier ticks requested
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    requested: dict[str, str] = cursor.get("briefs", {})
-    scan = inbox.scan(store.open())
+    # 1. What the inbox holds now; only briefs changed since the last tick are read. A SKU whose partition
+    #    is gone (deleted in the UI) counts as new, as when the sensor first saw it.
+    previous = _seen_from(json.loads(context.cursor) if context.cursor else {})
+    known = set(context.instance.get_dynamic_partitions(sku_partitions.name))
+    scan = inbox.scan(
+        store.open(), {sku: s for sku, s in previous.items() if s.error is not None or sku in known}
+    )
+    context.log.info(
+        f"{len(scan.ready) + len(scan.unchanged)} SKU(s) ready, {len(scan.reads)} brief(s) read "
+        f"(the others are unchanged since the last tick)"
+    )
 
     # 2. Report bad entries, touch nothing
     for key, why in scan.rejected.items():
@@ -59,13 +96,10 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
         )
 
     # 3. New SKUs become partitions; new or changed briefs become runs
-    known = set(context.instance.get_dynamic_partitions(sku_partitions.name))
     new_skus = [sku for sku in scan.ready if sku not in known]
     run_requests = []
     for sku, entry in scan.ready.items():
         checksum = entry.brief.checksum()
-        if requested.get(sku) == checksum and sku in known:
-            continue
         run_requests.append(
             dg.RunRequest(
                 run_key=f"{sku}:{checksum}",
@@ -74,15 +108,10 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
                 tags={"prodvid/sku": sku, "prodvid/brief": checksum},
             )
         )
-        context.log.info(
-            f"SKU {sku}: {'new' if sku not in requested else 'changed'} brief {checksum}, run requested"
-        )
+        changed = sku in previous and previous[sku].checksum is not None
+        context.log.info(f"SKU {sku}: {'changed' if changed else 'new'} brief {checksum}, run requested")
 
-    # 4. Remember what was requested and what was rejected
-    new_cursor = {
-        "briefs": {sku: entry.brief.checksum() for sku, entry in scan.ready.items()},
-        "rejected": scan.rejected,
-    }
+    # 4. Remember what was read and what was rejected
     skip_reason = None
     if not run_requests:
         skip_reason = "No new or changed briefs in inbox/."
@@ -96,6 +125,6 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[sku_partitions.build_add_request(new_skus)] if new_skus else [],
-        cursor=json.dumps(new_cursor, sort_keys=True),
+        cursor=_cursor(scan),
         skip_reason=skip_reason,
     )
