@@ -46,7 +46,7 @@ def main() -> None:
     expanded, product = run.make_canvas(sample_photo_bytes(), sku="BENCH", settings=settings)
     with tempfile.TemporaryDirectory() as tmp:
         brief = parse_brief({"prompt": "a bottle on a marble counter"}, sku="BENCH")
-        hero, _ = run.make_hero(LocalStore(tmp), "BENCH", expanded, product, brief, settings)
+        hero, _ = run.make_heroes(LocalStore(tmp), {"BENCH": (expanded, product, brief)}, settings)["BENCH"]
     device = models.resolve_device(settings.device)
     print(f"model={args.model} size={args.size} steps={args.steps} device={device}")
     print(f"{'path':<44} {'variant':<22} {'frames':>6} {'calls':>6} {'seconds':>8}")

@@ -37,7 +37,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_help_everywhere():
-    for args in ([], ["generate"], ["models"], ["models", "tiny"], ["sample"]):
+    for args in ([], ["generate"], ["inbox"], ["models"], ["models", "tiny"], ["sample"]):
         out = prodvid(*args, "--help")
         assert "usage: prodvid" in out.stdout
 
@@ -141,3 +141,54 @@ def test_killed_run_resumes_byte_identical(photo, tmp_path):
         assert hero.pop("seconds") > 0
         files["hero"] = hero
     assert resumed == expected
+
+
+def _drop(inbox: Path, sku: str, brief: dict) -> None:
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / f"{sku}.png").write_bytes(sample_photo_bytes(size=(300, 400)))
+    (inbox / f"{sku}.json").write_text(json.dumps(brief))
+
+
+def test_inbox_makes_every_ready_sku_sharing_calls_and_reports_the_rest(tmp_path):
+    store = tmp_path / "store"
+    settings = ["--preset", "tiny", "--size", "256", "--steps", "2"]
+    for i in range(3):
+        _drop(store / "inbox", f"CUP-{i}", {"prompt": "a cup on a table", "seed": i, "num_frames": 5})
+    (store / "inbox" / "CUP-9.png").write_bytes(sample_photo_bytes())  # no brief yet
+    (store / "inbox" / "notes.txt").write_text("not a photo")
+
+    out = prodvid("inbox", "--store", str(store), "--batch-size", "2", *settings, check=False)
+    assert out.returncode == 2, out.stderr  # made the good ones, and says some entries were skipped
+    assert "skipped inbox/notes.txt: unknown file type '.txt'" in out.stderr
+    assert "SKU CUP-9: waiting for its brief" in out.stderr
+    assert "3 SKUs made" in out.stdout
+    batches = [json.loads((store / "hero_image" / f"CUP-{i}.json").read_text())["batch"] for i in range(3)]
+    assert batches == [["CUP-0", "CUP-1"], ["CUP-0", "CUP-1"], ["CUP-2"]]
+    for i in range(3):
+        assert f"SKU CUP-{i}: 5 frames (0 reused from an earlier run)" in out.stdout
+        assert json.loads((store / "video" / f"CUP-{i}.json").read_text())["frame_count"] == 5
+    assert not (store / "hero_image" / "CUP-9.png").exists()
+
+    # again, one SKU by name: everything is reused, nothing painted
+    before = _files(store)
+    again = prodvid("inbox", "--store", str(store), "--sku", "CUP-1", *settings, check=False)
+    assert "SKU CUP-1: 5 frames (5 reused from an earlier run), 0 diffusion calls, hero image reused" in (
+        again.stdout
+    )
+    after = _files(store)
+    assert {k: v for k, v in after.items() if "CUP-1" in k and "video" not in k} == {
+        k: v for k, v in before.items() if "CUP-1" in k and "video" not in k
+    }
+
+
+def test_inbox_bad_photo_stops_before_anything_is_painted(tmp_path):
+    store = tmp_path / "store"
+    _drop(store / "inbox", "CUP-1", {"prompt": "a cup"})
+    _drop(store / "inbox", "CUP-2", {"prompt": "a cup"})
+    (store / "inbox" / "CUP-2.png").write_bytes(b"this is not an image")
+    out = prodvid("inbox", "--store", str(store), "--preset", "tiny", "--size", "256", check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "prodvid: error: SKU CUP-2" in out.stderr
+    missing = prodvid("inbox", "--store", str(store), "--preset", "tiny", "--sku", "NOPE-1", check=False)
+    assert missing.returncode == 2 and "prodvid: error: SKU NOPE-1: not ready in the inbox" in missing.stderr
+    assert not (store / "hero_image").exists() and not (store / "frames").exists()

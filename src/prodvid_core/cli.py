@@ -1,6 +1,7 @@
 """`prodvid`: the whole product from a shell, no Dagster needed.
 
     prodvid generate SKU --image PATH --prompt TEXT [--store DIR|s3://bucket/prefix] [--preset tiny] ...
+    prodvid inbox [--store DIR|s3://bucket/prefix] [--batch-size N] [--sku SKU ...] [--preset tiny] ...
     prodvid models tiny DIR
     prodvid sample PATH
 
@@ -14,14 +15,17 @@ import argparse
 import json
 import os
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 from tqdm import tqdm
 
-from prodvid_core import __version__, camera, layout, models, sample
+from prodvid_core import __version__, camera, inbox, layout, models, sample
 from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError, validate_sku
-from prodvid_core.run import Settings, generate_sku
+from prodvid_core.frames import OnFrame
+from prodvid_core.inpaint import batches
+from prodvid_core.run import Settings, SkuResult, generate_many, generate_sku
 from prodvid_core.storage import open_store
 
 __all__ = ["main"]
@@ -44,20 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--num-frames", type=int, help="frames in the video, counting the hero image")
     gen.add_argument("--fps", type=int)
-    gen.add_argument(
-        "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
+    _add_settings(gen)
+
+    box = sub.add_parser("inbox", help="make every SKU whose photo and brief are in the store's inbox")
+    box.add_argument("--sku", action="append", help="only this SKU (repeat for more)")
+    box.add_argument(
+        "--batch-size", type=int, help="SKUs that share one diffusion call (default $PRODVID_BATCH_SIZE or 1)"
     )
-    gen.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
-    gen.add_argument("--preset", choices=[models.TINY_PRESET], help="offline random-weight models")
-    gen.add_argument("--hero-model", help=f"hub id or folder (default {models.DEFAULT_HERO_MODEL})")
-    gen.add_argument("--frames-model", help=f"hub id or folder (default {models.DEFAULT_FRAMES_MODEL})")
-    gen.add_argument("--device", choices=["auto", "cuda", "cpu"])
-    gen.add_argument("--dtype", choices=["float16", "bfloat16", "float32"])
-    gen.add_argument("--scheduler", help="diffusers scheduler name, e.g. euler, ddim, dpm++")
-    gen.add_argument("--steps", type=int, help="denoising steps per diffusion call (default 25)")
-    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
-    gen.add_argument("--size", type=int, help="canvas side in px, a multiple of 8 (default 512)")
-    gen.add_argument("--lookahead", type=int, help="px of camera travel one call paints ahead; 0 = per frame")
+    _add_settings(box)
 
     mod = sub.add_parser("models", help="model utilities")
     mod_sub = mod.add_subparsers(dest="models_command", required=True)
@@ -67,6 +65,35 @@ def _parser() -> argparse.ArgumentParser:
     smp = sub.add_parser("sample", help="draw a sample product photo (a bottle with a white label)")
     smp.add_argument("path", type=Path)
     return parser
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """Where to store and how to paint: the same flags for one SKU and for the inbox."""
+    parser.add_argument(
+        "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
+    )
+    parser.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
+    parser.add_argument("--preset", choices=[models.TINY_PRESET], help="offline random-weight models")
+    parser.add_argument("--hero-model", help=f"hub id or folder (default {models.DEFAULT_HERO_MODEL})")
+    parser.add_argument("--frames-model", help=f"hub id or folder (default {models.DEFAULT_FRAMES_MODEL})")
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--scheduler", help="diffusers scheduler name, e.g. euler, ddim, dpm++")
+    parser.add_argument("--steps", type=int, help="denoising steps per diffusion call (default 25)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
+    parser.add_argument("--size", type=int, help="canvas side in px, a multiple of 8 (default 512)")
+    parser.add_argument(
+        "--lookahead", type=int, help="px of camera travel one call paints ahead; 0 = per frame"
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        args.preset,
+        hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
+        scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
+        lookahead=args.lookahead, batch_size=getattr(args, "batch_size", None),
+    )  # fmt: skip
 
 
 def _brief(args: argparse.Namespace):
@@ -95,31 +122,14 @@ def _generate(args: argparse.Namespace) -> int:
         photo = args.image.read_bytes()
     except OSError as e:
         raise ProdvidError(f"SKU {args.sku}: cannot read --image {args.image}: {e.strerror}.") from None
-    settings = Settings.from_env(
-        args.preset,
-        hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
-        scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
-        lookahead=args.lookahead,
-    )  # fmt: skip
+    settings = _settings(args)
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
-    total = brief.camera_path(args.sku).num_frames
-    bar = tqdm(total=total, desc=f"{args.sku} frames", unit="frame", file=sys.stderr)
-    reused = 0
-
-    def on_frame(sku: str, record: dict, was_reused: bool) -> None:
-        nonlocal reused
-        reused += was_reused
-        bar.update(1)
-
+    bar, reused, on_frame = _progress(brief.camera_path(args.sku).num_frames, f"{args.sku} frames")
     try:
         result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame)
     finally:
         bar.close()
-    fs = result.frames
-    calls = f"{fs.calls_made} diffusion call{'' if fs.calls_made == 1 else 's'}"
-    hero_state = "reused" if result.hero_reused else "made"
-    reused_note = f"{reused} reused from an earlier run"
-    print(f"SKU {args.sku}: {fs.count} frames ({reused_note}), {calls}, hero image {hero_state}.")
+    print(_summary(result, reused[args.sku]))
     sku = args.sku
     for name, key in (
         ("canvas", layout.canvas_png(sku)),
@@ -130,6 +140,58 @@ def _generate(args: argparse.Namespace) -> int:
     ):
         print(f"  {name:<11} {store.url(key)}")
     return 0
+
+
+def _summary(result: SkuResult, reused: int) -> str:
+    fs = result.frames
+    calls = f"{fs.calls_made} diffusion call{'' if fs.calls_made == 1 else 's'}"
+    hero_state = "reused" if result.hero_reused else "made"
+    reused_note = f"{reused} reused from an earlier run"
+    return f"SKU {fs.sku}: {fs.count} frames ({reused_note}), {calls}, hero image {hero_state}."
+
+
+def _progress(total: int, desc: str) -> tuple[tqdm, dict[str, int], OnFrame]:
+    """A frames progress bar, the count of reused frames per SKU, and the `on_frame` that feeds both."""
+    bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr)
+    reused: dict[str, int] = defaultdict(int)
+
+    def on_frame(sku: str, record: dict, was_reused: bool) -> None:
+        reused[sku] += was_reused
+        bar.update(1)
+
+    return bar, reused, on_frame
+
+
+# SKUs made per `generate_many` call: bounds the canvases and hero images held in memory at once.
+INBOX_CHUNK = 64
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
+    found = inbox.scan(store)
+    for key, why in sorted(found.rejected.items()):
+        print(f"prodvid: skipped {key}: {why}", file=sys.stderr)
+    for sku in found.waiting:
+        print(f"prodvid: SKU {sku}: waiting for its brief, {layout.inbox_brief(sku)}", file=sys.stderr)
+    entries = {sku: e for sku, e in sorted(found.ready.items()) if not args.sku or sku in args.sku}
+    for sku in args.sku or []:
+        if sku not in found.ready:
+            raise ProdvidError(
+                f"SKU {sku}: not ready in the inbox: {store.url(layout.inbox_brief(sku))} and its photo must "
+                "both be there and valid."
+            )
+    total = sum(e.brief.camera_path(sku).num_frames for sku, e in entries.items())
+    bar, reused, on_frame = _progress(total, f"{len(entries)} SKUs, frames")
+    try:
+        for chunk in batches(list(entries), INBOX_CHUNK):
+            inputs = {sku: (store.read_bytes(entries[sku].photo_key), entries[sku].brief) for sku in chunk}
+            for sku, result in generate_many(store, inputs, settings, on_frame=on_frame).items():
+                bar.write(f"{_summary(result, reused[sku])} {store.url(layout.video_mp4(sku))}")
+    finally:
+        bar.close()
+    print(f"{len(entries)} SKUs made.")
+    return 2 if found.rejected else 0
 
 
 def _quiet_libraries() -> None:
@@ -151,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "inbox":
+            return _inbox(args)
         if args.command == "models":
             print(models.write_tiny_model(args.directory))
             return 0

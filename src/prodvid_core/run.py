@@ -26,10 +26,9 @@ __all__ = [
     "Settings",
     "SkuResult",
     "generate_sku",
+    "generate_many",
     "make_canvas",
-    "make_hero",
     "make_heroes",
-    "make_frames",
     "make_frames_batch",
     "frame_settings",
     "make_video",
@@ -115,13 +114,6 @@ def make_canvas(photo: bytes, *, sku: str, settings: Settings) -> tuple[Canvas, 
     return expanded, mask.segment(expanded.image, sku=sku)
 
 
-def make_hero(
-    store: ObjectStore, sku: str, expanded: Canvas, product: Image.Image, brief: Brief, settings: Settings
-) -> tuple[HeroResult, bool]:
-    """The hero image: reused when the stored one was made from this canvas with these settings."""
-    return make_heroes(store, {sku: (expanded, product, brief)}, settings)[sku]
-
-
 def make_heroes(
     store: ObjectStore, inputs: dict[str, tuple[Canvas, Image.Image, Brief]], settings: Settings
 ) -> dict[str, tuple[HeroResult, bool]]:
@@ -188,19 +180,6 @@ def frame_settings(brief: Brief, settings: Settings) -> frames.FrameSettings:
     )  # fmt: skip
 
 
-def make_frames(
-    store: ObjectStore,
-    sku: str,
-    hero_image: Image.Image,
-    brief: Brief,
-    settings: Settings,
-    *,
-    pipe=None,
-    on_frame: OnFrame | None = None,
-) -> FrameSet:
-    return make_frames_batch(store, {sku: (hero_image, brief)}, settings, pipe=pipe, on_frame=on_frame)[sku]
-
-
 def make_frames_batch(
     store: ObjectStore,
     inputs: dict[str, tuple[Image.Image, Brief]],
@@ -243,23 +222,57 @@ def generate_sku(
         >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, settings)
         >>> result.keys
     """
-    # 1. Check inputs: SKU and brief are validated before anything is read or written
-    validate_sku(sku)
-    brief.camera_path(sku)
+    return generate_many(store, {sku: (photo, brief)}, settings, on_frame=on_frame)[sku]
 
-    # 2. Canvas and mask (cheap, made every time; stored for people and for Dagster)
-    expanded, product = make_canvas(photo, sku=sku, settings=settings)
-    keys = artifacts.save_canvas(store, sku, expanded) + artifacts.save_mask(store, sku, product)
 
-    # 3. Hero image
-    hero_result, hero_reused = make_hero(store, sku, expanded, product, brief, settings)
-    keys += [layout.hero_png(sku), layout.hero_json(sku)]
+def generate_many(
+    store: ObjectStore,
+    inputs: dict[str, tuple[bytes, Brief]],
+    settings: Settings,
+    *,
+    on_frame: OnFrame | None = None,
+) -> dict[str, SkuResult]:
+    """Make and store everything for many SKUs (photo bytes and brief each), each model loaded once.
 
-    # 4. Frames (resumes from what is stored)
-    frame_set = make_frames(store, sku, hero_result.image, brief, settings, on_frame=on_frame)
-    keys += [*frame_set.keys, layout.frames_manifest(sku)]
+    With `settings.batch_size` above 1 the SKUs share diffusion calls (README, "Many SKUs at once"). Every
+    SKU id, brief and photo is checked before anything is stored or painted, so one bad input stops the
+    run with its SKU named and nothing made. Each step stores its results before the next starts.
 
-    # 5. Video
-    video_result = make_video(store, sku, frame_set)
-    keys += artifacts.save_video(store, sku, video_result)
-    return SkuResult(expanded, product, hero_result, frame_set, video_result, hero_reused, keys)
+    Example:
+        >>> briefs = {sku: parse_brief(data, sku=sku) for sku, data in briefs_json.items()}
+        >>> photos = {sku: Path(f"{sku}.png").read_bytes() for sku in briefs}
+        >>> results = generate_many(store, {s: (photos[s], briefs[s]) for s in briefs}, settings)
+    """
+    # 1. Check inputs: SKU ids and briefs before anything is read, photos before anything is written
+    for sku, (_, brief) in inputs.items():
+        validate_sku(sku)
+        brief.camera_path(sku)
+    canvases = {sku: make_canvas(photo, sku=sku, settings=settings) for sku, (photo, _) in inputs.items()}
+
+    # 2. Canvases and masks (cheap, made every time; stored for people and for Dagster)
+    keys = {
+        sku: artifacts.save_canvas(store, sku, expanded) + artifacts.save_mask(store, sku, product)
+        for sku, (expanded, product) in canvases.items()
+    }
+
+    # 3. Hero images (reused when made with the same settings)
+    heroes = make_heroes(
+        store, {sku: (*canvases[sku], brief) for sku, (_, brief) in inputs.items()}, settings
+    )
+
+    # 4. Frames (resume from what is stored)
+    frame_inputs = {sku: (heroes[sku][0].image, brief) for sku, (_, brief) in inputs.items()}
+    frame_sets = make_frames_batch(store, frame_inputs, settings, on_frame=on_frame)
+
+    # 5. Videos
+    results = {}
+    for sku in inputs:
+        video_result = make_video(store, sku, frame_sets[sku])
+        keys[sku] += [layout.hero_png(sku), layout.hero_json(sku), *frame_sets[sku].keys]
+        keys[sku] += [layout.frames_manifest(sku), *artifacts.save_video(store, sku, video_result)]
+        expanded, product = canvases[sku]
+        hero_result, hero_reused = heroes[sku]
+        results[sku] = SkuResult(
+            expanded, product, hero_result, frame_sets[sku], video_result, hero_reused, keys[sku]
+        )
+    return results

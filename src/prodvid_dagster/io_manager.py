@@ -8,7 +8,7 @@ normal run, many for a single-run backfill. The IO manager stores and loads each
 |---|---|---|
 | `expanded_canvas` | `canvas.Canvas` | `expanded_canvas/<SKU>.png` + `.json` |
 | `mask` | PIL image, mode L | `mask/<SKU>.png` |
-| `hero_image` | `hero.HeroResult` | `hero_image/<SKU>.png` + `.json` (written by `run.make_hero`) |
+| `hero_image` | `hero.HeroResult` | `hero_image/<SKU>.png` + `.json` (written by `run.make_heroes`) |
 | `frames` | `frames.FrameSet` | `frames/<SKU>/00000.png …` + `manifest.json` (written frame by frame) |
 | `video` | `video.VideoResult` | `video/<SKU>.mp4` + `.json` |
 
