@@ -271,7 +271,9 @@ def random_sd_dir(arch: str, cache_dir: str | os.PathLike[str] | None = None) ->
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        print(f"building {final.name} into {final} (once; about a minute and 5 GB of memory)", flush=True)
+        print(
+            f"building {final.name} into {final} (once: about 20 s and 5 GB of memory on a CPU)", flush=True
+        )
         write_random_sd(staging, arch)
         os.rename(staging, final)
     except OSError:
