@@ -10,7 +10,7 @@ exact architecture of the two default models, with random weights, as a standard
   the same VAE).
 
 The configurations are those of the Hub repositories' `unet/`, `vae/`, `text_encoder/` and `scheduler/`
-config files (the fields that differ from the installed classes' defaults are spelled out below), so
+config files (spelled out below, with defaults of the installed classes named where they are relied on), so
 `prodvid_core.models.load_inpaint_pipeline(folder)` loads the folder through the same `from_pretrained` path
 as a download. What it paints is noise: use it for time and memory, never to look at images.
 
@@ -126,7 +126,8 @@ def write_random_sd(
 
     The weights are a pure function of `arch`, `seed` and the torch version: they are drawn from torch's
     global generator, seeded and restored around the build (so no other thread should draw from it
-    meanwhile). Building takes about 5 GB of memory (float32 before the cast) and tens of seconds on a CPU.
+    meanwhile). Building holds the float32 weights before the cast: 4.6 GB peak for `sd15`, 5.4 GB for `sd2`,
+    and about 20 s on two CPU cores.
 
     Args:
         directory: an empty or missing folder.
@@ -135,8 +136,8 @@ def write_random_sd(
         dtype: `"float16"`, `"bfloat16"` or `"float32"`: the dtype of the stored weights.
 
     Example:
-        >>> write_random_sd("/tmp/random-sd15", "sd15")
-        >>> pipe = models.load_inpaint_pipeline("/tmp/random-sd15", device="cuda")
+        >>> folder = write_random_sd("/tmp/random-sd15", "sd15")
+        >>> pipe = models.load_inpaint_pipeline(str(folder), device="cuda")
     """
     from diffusers import StableDiffusionInpaintPipeline
 
