@@ -1,8 +1,10 @@
 """Batch benchmark: many SKUs painted one per diffusion call vs `--batch` SKUs per call.
 
-Run by hand: `python benchmarks/bench_batch.py --skus 8 --batch 4` (CPU, tiny model) or with `--model` and
-`--device cuda` on a GPU. Each variant makes the hero images and frames of the same SKUs, in this process, on
-the same model, from empty stores, after an untimed warm-up of both, so no variant pays first-call costs.
+Run by hand: `python benchmarks/bench_batch.py --skus 8 --batch 4` (CPU, tiny model) or on a GPU with
+`--device cuda` and `--model random-sd15` / `random-sd2` (the real models' architectures with random weights,
+built once by `random_sd.py`), a Hub id or a folder. Each variant makes the hero images and frames of the
+same SKUs, in this process, on the same model, from empty stores, after an untimed warm-up of both, so no
+variant pays first-call costs.
 The figures that matter are the ratios. On a CPU a real model is compute-bound and gains little; the tiny
 model gains what per-call overhead it saves; a GPU is where batching pays (DESIGN.md, "Many SKUs at once").
 """
@@ -17,6 +19,7 @@ from prodvid_core import frames, hero, models, run
 from prodvid_core.brief import parse_brief
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
+from random_sd import resolve_benchmark_model
 
 PROMPTS = ["a bottle on a marble counter", "a bottle on a beach at sunset", "a bottle in a moss forest"]
 
@@ -63,16 +66,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--frames", type=int, default=48, help="frames per video (default drift camera)")
-    parser.add_argument("--model", default=models.TINY_PRESET)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--model", default=models.TINY_PRESET, help="tiny, random-sd15, random-sd2, Hub id, folder"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index>")
+    parser.add_argument("--dtype", default=None, help="float16, bfloat16, float32 (default: float16 on CUDA)")
     args = parser.parse_args()
 
+    models.resolve_device(args.device)  # fail now, not after building a random-sd folder
+    model = resolve_benchmark_model(args.model)
+    named = args.model if model == args.model else f"{args.model} ({model})"
     settings = run.Settings(
-        size=args.size, steps=args.steps, hero_model=args.model, frames_model=args.model, device=args.device
+        size=args.size,
+        steps=args.steps,
+        hero_model=model,
+        frames_model=model,
+        device=args.device,
+        dtype=args.dtype,
     )
-    pipe = _Counting(settings.load(args.model))
-    device = models.resolve_device(args.device)
-    print(f"model={args.model} size={args.size} steps={args.steps} device={device} skus={args.skus}")
+    pipe = _Counting(settings.load(model))
+    device, dtype = models.resolve_device(args.device), str(pipe.pipe.dtype).removeprefix("torch.")
+    print(f"model={named} size={args.size} steps={args.steps} device={device} dtype={dtype} skus={args.skus}")
     for batch in (1, args.batch):  # warm-up, untimed: the first call at each shape pays for its kernels
         _make_all(pipe, settings, min(args.skus, args.batch), args.frames, batch)
 

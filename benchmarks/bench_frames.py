@@ -1,8 +1,9 @@
 """Frames benchmark: the world canvas with lookahead vs the original method (one call per frame).
 
 Run by hand (`make bench`, or `python benchmarks/bench_frames.py --size 256 --steps 2` for a quick look).
-Both variants run in this process on the same hero image and tiny model; the figures that matter are the
-ratios, not the absolute seconds of a random-weight model on a CPU.
+Both variants run in this process on the same hero image and model; the figures that matter are the ratios,
+not the absolute seconds of the tiny random-weight model on a CPU. On a GPU, `--model random-sd15 --device
+cuda` measures them at the real models' cost (`random_sd.py`); `--model` also takes a Hub id or a folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prodvid_core import camera, frames, models, run
 from prodvid_core.brief import parse_brief
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
+from random_sd import resolve_benchmark_model
 
 PATHS = {
     "seed (20 shifts, 10 fps)": camera.seed(),
@@ -34,21 +36,31 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--lookahead", type=int, default=run.Settings.lookahead)
-    parser.add_argument("--model", default=models.TINY_PRESET)
+    parser.add_argument(
+        "--model", default=models.TINY_PRESET, help="tiny, random-sd15, random-sd2, Hub id, folder"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index>")
+    parser.add_argument("--dtype", default=None, help="float16, bfloat16, float32 (default: float16 on CUDA)")
     args = parser.parse_args()
 
-    settings = run.Settings(size=args.size, steps=args.steps).with_preset(models.TINY_PRESET)
-    if args.model != models.TINY_PRESET:
-        settings = run.Settings(
-            size=args.size, steps=args.steps, hero_model=args.model, frames_model=args.model
-        )
+    models.resolve_device(args.device)  # fail now, not after building a random-sd folder
+    model = resolve_benchmark_model(args.model)
+    named = args.model if model == args.model else f"{args.model} ({model})"
+    settings = run.Settings(
+        size=args.size,
+        steps=args.steps,
+        hero_model=model,
+        frames_model=model,
+        device=args.device,
+        dtype=args.dtype,
+    )
     pipe = settings.load(settings.frames_model)
     expanded, product = run.make_canvas(sample_photo_bytes(), sku="BENCH", settings=settings)
     with tempfile.TemporaryDirectory() as tmp:
         brief = parse_brief({"prompt": "a bottle on a marble counter"}, sku="BENCH")
         hero, _ = run.make_heroes(LocalStore(tmp), {"BENCH": (expanded, product, brief)}, settings)["BENCH"]
-    device = models.resolve_device(settings.device)
-    print(f"model={args.model} size={args.size} steps={args.steps} device={device}")
+    device, dtype = models.resolve_device(settings.device), str(pipe.dtype).removeprefix("torch.")
+    print(f"model={named} size={args.size} steps={args.steps} device={device} dtype={dtype}")
     print(f"{'path':<44} {'variant':<22} {'frames':>6} {'calls':>6} {'seconds':>8}")
     for name, path in PATHS.items():
         rows = {}

@@ -1,0 +1,324 @@
+"""Full-size random-weight Stable Diffusion inpainting checkpoints: benchmarks measure the real cost offline.
+
+No machine of this project can download the real weights, but a network's cost on a GPU depends on its
+architecture, its dtype and the sizes it is called with, not on the values of its weights. This writes the
+exact architecture of the two default models, with random weights, as a standard diffusers folder:
+
+- `sd15`: `stable-diffusion-v1-5/stable-diffusion-inpainting` (UNet 859.5M, CLIP ViT-L/14 text encoder
+  123.1M, VAE 83.7M parameters);
+- `sd2`: `stabilityai/stable-diffusion-2-inpainting` (UNet 865.9M, OpenCLIP ViT-H/14 text encoder 340.4M,
+  the same VAE).
+
+The configurations are those of the Hub repositories' `unet/`, `vae/`, `text_encoder/` and `scheduler/`
+config files (spelled out below, with defaults of the installed classes named where they are relied on), so
+`prodvid_core.models.load_inpaint_pipeline(folder)` loads the folder through the same `from_pretrained` path
+as a download. What it paints is noise: use it for time and memory, never to look at images.
+
+The tokenizer is the tiny preset's small BPE vocabulary, padded to CLIP's 77 tokens: the real CLIP vocabulary
+is not available offline, and the cost of the text encoder depends on the sequence length (77) and the size
+of its embedding table (49408 rows, kept), not on which ids a prompt maps to.
+
+Run `python benchmarks/random_sd.py sd15 DIR` (or `sd2`); `bench_frames.py` and `bench_batch.py` take
+`--model random-sd15` / `random-sd2` and build the folder once into `$PRODVID_CACHE` (`~/.cache/prodvid`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prodvid_core import models
+
+__all__ = ["ARCHS", "write_random_sd", "parameter_counts", "random_sd_dir", "resolve_benchmark_model"]
+
+ARCHS = ("sd15", "sd2")
+
+# Bump when an architecture, the tokenizer or the seeding changes, so an old cached folder is not reused.
+_CACHE_VERSION = "v1"
+_MODEL_PREFIX = "random-"
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+# UNet2DConditionModel's defaults (diffusers 0.42) already are SD's: the four block types, block_out_channels
+# (320, 640, 1280, 1280), layers_per_block 2, norm_num_groups 32, silu, flip_sin_to_cos, freq_shift 0,
+# upcast_attention False. What the Hub configs set on top of them:
+_UNET: dict[str, dict[str, Any]] = {
+    "sd15": {"attention_head_dim": 8, "cross_attention_dim": 768},
+    "sd2": {
+        "attention_head_dim": (5, 10, 20, 20),  # heads per level: 64 channels each
+        "cross_attention_dim": 1024,
+        "use_linear_projection": True,
+    },
+}
+_UNET_COMMON: dict[str, Any] = {
+    "sample_size": 64,  # latent side of a 512-px image: the pipeline's default height and width
+    "in_channels": 9,  # 4 noisy latents + 1 mask + 4 masked-image latents
+    "out_channels": 4,
+    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+}
+
+# The same VAE in both (scaling_factor 0.18215 and force_upcast are AutoencoderKL's defaults).
+_VAE: dict[str, Any] = {
+    "sample_size": 256,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "scaling_factor": 0.18215,
+}
+
+# CLIPTextConfig fields; vocab_size 49408, max_position_embeddings 77 and layer_norm_eps 1e-5 are set
+# explicitly too, so a change of transformers' defaults cannot shrink the model unnoticed.
+_TEXT: dict[str, dict[str, Any]] = {
+    "sd15": {  # openai/clip-vit-large-patch14's text tower
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "projection_dim": 768,
+        "hidden_act": "quick_gelu",
+    },
+    "sd2": {  # OpenCLIP ViT-H/14's text tower without its last layer (SD 2 reads the penultimate one)
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 23,
+        "num_attention_heads": 16,
+        "projection_dim": 512,
+        "hidden_act": "gelu",
+    },
+}
+_TEXT_COMMON: dict[str, Any] = {"vocab_size": 49408, "max_position_embeddings": 77, "layer_norm_eps": 1e-5}
+
+# Both Hub repositories ship this PNDM scheduler (scheduler/scheduler_config.json).
+_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+
+
+def write_random_sd(
+    directory: str | os.PathLike[str], arch: str, *, seed: int = 0, dtype: str = "float16"
+) -> Path:
+    """Write a random-weight Stable Diffusion inpainting pipeline of architecture `arch` to `directory`.
+
+    The folder is what `save_pretrained` writes for a real checkpoint (safetensors, `model_index.json`), so a
+    benchmark pointed at it runs exactly the code, and does exactly the arithmetic, that it would run on the
+    real model. float16 by default: it halves the folder (2.1 GB for `sd15`, 2.6 GB for `sd2`), is what
+    prodvid runs on CUDA, and `load_inpaint_pipeline(..., dtype="float32")` upcasts on load for a CPU run.
+
+    The weights are a pure function of `arch`, `seed` and the torch version: they are drawn from torch's
+    global generator, seeded and restored around the build (so no other thread should draw from it
+    meanwhile). Building holds the float32 weights before the cast: 4.6 GB peak for `sd15`, 5.4 GB for `sd2`,
+    and about 20 s on two CPU cores.
+
+    Args:
+        directory: an empty or missing folder.
+        arch: `"sd15"` or `"sd2"`.
+        seed: seed of the random weights.
+        dtype: `"float16"`, `"bfloat16"` or `"float32"`: the dtype of the stored weights.
+
+    Example:
+        >>> folder = write_random_sd("/tmp/random-sd15", "sd15")
+        >>> pipe = models.load_inpaint_pipeline(str(folder), device="cuda")
+    """
+    from diffusers import StableDiffusionInpaintPipeline
+
+    # 1. Check inputs
+    path = Path(directory)
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` has to be one of {', '.join(ARCHS)} but is {arch!r}.")
+    if dtype not in _DTYPES:
+        raise ValueError(f"`dtype` has to be one of {', '.join(_DTYPES)} but is {dtype!r}.")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"`directory` has to be an empty or missing folder but {str(path)!r} is not.")
+
+    # 2. Draw the weights in float32 from the seeded generator, then cast
+    tokenizer = _tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae, text_encoder, unet = _vae(), _text_encoder(arch, tokenizer), _unet(arch)
+    for module in (vae, text_encoder, unet):
+        # nn.Module.to, not diffusers' override, which warns of "modules that should be kept in float32: []"
+        # even when there are none. Floating-point tensors only: integer buffers keep their dtype.
+        torch.nn.Module.to(module, _DTYPES[dtype])
+    pipe = StableDiffusionInpaintPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+    # 3. Save as a standard diffusers folder
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def _unet(arch: str) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**_UNET_COMMON, **_UNET[arch])
+
+
+def _vae() -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**_VAE)
+
+
+def _text_encoder(arch: str, tokenizer: Any) -> Any:
+    """The text model of `arch`, with the tokenizer's special ids so the pooled output reads its end token."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        **_TEXT_COMMON,
+        **_TEXT[arch],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(config)
+
+
+def _tokenizer() -> Any:
+    """The tiny preset's CLIP tokenizer (77 tokens, ids far below 49408), read from its public folder."""
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(models.tiny_model_dir() / "tokenizer")
+    if tokenizer.model_max_length != _TEXT_COMMON["max_position_embeddings"] or len(tokenizer) > 49408:
+        raise ValueError(
+            f"the tiny preset's tokenizer has to pad to 77 tokens with fewer than 49408 ids but pads to "
+            f"{tokenizer.model_max_length} with {len(tokenizer)}."
+        )
+    return tokenizer
+
+
+def _scheduler() -> Any:
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(**_SCHEDULER)
+
+
+def parameter_counts(directory: str | os.PathLike[str]) -> dict[str, int]:
+    """Parameters per component (`unet`, `text_encoder`, `vae`) of a diffusers folder, from the file headers.
+
+    Reads only the safetensors headers, so it counts what is on disk without loading gigabytes; integer
+    tensors (the text encoder's `position_ids`, if a version stores it) are buffers, not parameters, and
+    are left out.
+    """
+    from safetensors import safe_open
+
+    counts: dict[str, int] = {}
+    for file in sorted(Path(directory).glob("*/*.safetensors")):
+        total = 0
+        with safe_open(file, framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open objects are not iterable)
+                tensor = f.get_slice(name)
+                if tensor.get_dtype().startswith(("F", "BF")):
+                    total += _numel(tensor.get_shape())
+        counts[file.parent.name] = counts.get(file.parent.name, 0) + total
+    return counts
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for side in shape:
+        n *= side
+    return n
+
+
+def _folder_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+
+# --- the benchmarks' cache -------------------------------------------------------------------------------
+
+
+def random_sd_dir(arch: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return `<cache>/random-<arch>-v1`, writing it first (seed 0, float16) if it is not there yet.
+
+    The cache is `cache_dir`, else `$PRODVID_CACHE`, else `~/.cache/prodvid`, as for the tiny preset. The
+    folder is written into a temporary folder beside it and renamed into place, so an interrupted build
+    leaves no half-written model that a later benchmark would load; of two processes building at once, the
+    first rename wins and the other uses its folder.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` has to be one of {', '.join(ARCHS)} but is {arch!r}.")
+    root = Path(cache_dir or os.environ.get("PRODVID_CACHE") or Path.home() / ".cache" / "prodvid")
+    final = root.expanduser() / f"{_MODEL_PREFIX}{arch}-{_CACHE_VERSION}"
+    if (final / "model_index.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        print(
+            f"building {final.name} into {final} (once: about 20 s and 5 GB of memory on a CPU)", flush=True
+        )
+        write_random_sd(staging, arch)
+        os.rename(staging, final)
+    except OSError:
+        if not (final / "model_index.json").is_file():  # not a lost race: disk full, permissions
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def resolve_benchmark_model(model: str) -> str:
+    """Map `random-sd15` / `random-sd2` to their cached folder (built on first use); return others unchanged.
+
+    Anything else (`tiny`, a Hub id, a folder) goes on to `prodvid_core.models` as it is.
+    """
+    arch = model.removeprefix(_MODEL_PREFIX)
+    if model.startswith(_MODEL_PREFIX) and arch in ARCHS:
+        return str(random_sd_dir(arch))
+    return model
+
+
+# --- CLI -------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("arch", choices=ARCHS)
+    parser.add_argument("directory", type=Path, help="an empty or missing folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=list(_DTYPES), default="float16")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    path = write_random_sd(args.directory, args.arch, seed=args.seed, dtype=args.dtype)
+    seconds = time.perf_counter() - start
+    counts = parameter_counts(path)
+    for component, n in counts.items():
+        print(f"{component:<14} {n:>15,} parameters")
+    print(f"{'total':<14} {sum(counts.values()):>15,} parameters")
+    print(
+        f"wrote {path} ({args.arch}, seed {args.seed}, {args.dtype}): {_folder_bytes(path) / 1e9:.2f} GB "
+        f"in {seconds:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
