@@ -19,7 +19,7 @@ from prodvid_core import frames, hero, models, run
 from prodvid_core.brief import parse_brief
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
-from random_sd import resolve_benchmark_model
+from random_sd import add_model_arguments, benchmark_settings
 
 PROMPTS = ["a bottle on a marble counter", "a bottle on a beach at sunset", "a bottle in a moss forest"]
 
@@ -66,25 +66,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--frames", type=int, default=48, help="frames per video (default drift camera)")
-    parser.add_argument(
-        "--model", default=models.TINY_PRESET, help="tiny, random-sd15, random-sd2, Hub id, folder"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index>")
-    parser.add_argument("--dtype", default=None, help="float16, bfloat16, float32 (default: float16 on CUDA)")
+    add_model_arguments(parser)
     args = parser.parse_args()
 
-    models.resolve_device(args.device)  # fail now, not after building a random-sd folder
-    model = resolve_benchmark_model(args.model)
-    named = args.model if model == args.model else f"{args.model} ({model})"
-    settings = run.Settings(
-        size=args.size,
-        steps=args.steps,
-        hero_model=model,
-        frames_model=model,
-        device=args.device,
-        dtype=args.dtype,
-    )
-    pipe = _Counting(settings.load(model))
+    settings, named = benchmark_settings(args, size=args.size, steps=args.steps)
+    pipe = _Counting(settings.load(settings.frames_model))
     device, dtype = models.resolve_device(args.device), str(pipe.pipe.dtype).removeprefix("torch.")
     print(f"model={named} size={args.size} steps={args.steps} device={device} dtype={dtype} skus={args.skus}")
     for batch in (1, args.batch):  # warm-up, untimed: the first call at each shape pays for its kernels

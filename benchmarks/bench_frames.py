@@ -16,7 +16,7 @@ from prodvid_core import camera, frames, models, run
 from prodvid_core.brief import parse_brief
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
-from random_sd import resolve_benchmark_model
+from random_sd import add_model_arguments, benchmark_settings
 
 PATHS = {
     "seed (20 shifts, 10 fps)": camera.seed(),
@@ -36,24 +36,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--lookahead", type=int, default=run.Settings.lookahead)
-    parser.add_argument(
-        "--model", default=models.TINY_PRESET, help="tiny, random-sd15, random-sd2, Hub id, folder"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index>")
-    parser.add_argument("--dtype", default=None, help="float16, bfloat16, float32 (default: float16 on CUDA)")
+    add_model_arguments(parser)
     args = parser.parse_args()
 
-    models.resolve_device(args.device)  # fail now, not after building a random-sd folder
-    model = resolve_benchmark_model(args.model)
-    named = args.model if model == args.model else f"{args.model} ({model})"
-    settings = run.Settings(
-        size=args.size,
-        steps=args.steps,
-        hero_model=model,
-        frames_model=model,
-        device=args.device,
-        dtype=args.dtype,
-    )
+    settings, named = benchmark_settings(args, size=args.size, steps=args.steps)
     pipe = settings.load(settings.frames_model)
     expanded, product = run.make_canvas(sample_photo_bytes(), sku="BENCH", settings=settings)
     with tempfile.TemporaryDirectory() as tmp:

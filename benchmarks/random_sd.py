@@ -35,8 +35,17 @@ from typing import Any
 import torch
 
 from prodvid_core import models
+from prodvid_core.run import Settings
 
-__all__ = ["ARCHS", "write_random_sd", "parameter_counts", "random_sd_dir", "resolve_benchmark_model"]
+__all__ = [
+    "ARCHS",
+    "write_random_sd",
+    "parameter_counts",
+    "random_sd_dir",
+    "resolve_benchmark_model",
+    "add_model_arguments",
+    "benchmark_settings",
+]
 
 ARCHS = ("sd15", "sd2")
 
@@ -294,6 +303,24 @@ def resolve_benchmark_model(model: str) -> str:
     if model.startswith(_MODEL_PREFIX) and arch in ARCHS:
         return str(random_sd_dir(arch))
     return model
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks' `--model`, `--device` and `--dtype`."""
+    parser.add_argument(
+        "--model", default=models.TINY_PRESET, help="tiny, random-sd15, random-sd2, Hub id, folder"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index>")
+    parser.add_argument("--dtype", default=None, help="float16, bfloat16, float32 (default: float16 on CUDA)")
+
+
+def benchmark_settings(args: argparse.Namespace, **fields: Any) -> tuple[Settings, str]:
+    """The settings for `args.model` on both models (a random-sd folder built on first use), and its name."""
+    models.resolve_device(args.device)  # fail now, not after building a random-sd folder
+    model = resolve_benchmark_model(args.model)
+    named = args.model if model == args.model else f"{args.model} ({model})"
+    settings = Settings(hero_model=model, frames_model=model, device=args.device, dtype=args.dtype, **fields)
+    return settings, named
 
 
 # --- CLI -------------------------------------------------------------------------------------------------

@@ -48,6 +48,18 @@ def count_model_loads(monkeypatch) -> list[str]:
     return loads
 
 
+def run_backfill(instance, store: LocalStore, monkeypatch) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    """Drop the three SKUs into `store`'s inbox and make them in one run, as a single-run backfill does;
+    the result, and the models loaded meanwhile."""
+    monkeypatch.setenv("PRODVID_STORE", str(store.root))
+    for sku in SKUS:
+        drop_sku(store, sku, BRIEFS[sku])
+    loads = count_model_loads(monkeypatch)
+    result = defs.resolve_job_def("prodvid").execute_in_process(instance=instance, tags=RANGE_TAGS)
+    assert result.success
+    return result, loads
+
+
 def test_single_run_backfill_matches_separate_runs(instance, fast_env, tmp_path, monkeypatch):
     job = defs.resolve_job_def("prodvid")
     instance.add_dynamic_partitions(sku_partitions.name, SKUS)
@@ -61,12 +73,7 @@ def test_single_run_backfill_matches_separate_runs(instance, fast_env, tmp_path,
 
     # all three SKUs in one run, as a single-run backfill launches it
     backfill = LocalStore(tmp_path / "backfill")
-    monkeypatch.setenv("PRODVID_STORE", str(backfill.root))
-    for sku in SKUS:
-        drop_sku(backfill, sku, BRIEFS[sku])
-    loads = count_model_loads(monkeypatch)
-    result = job.execute_in_process(instance=instance, tags=RANGE_TAGS)
-    assert result.success
+    result, loads = run_backfill(instance, backfill, monkeypatch)
 
     # one process, one step per asset for all SKUs, the model loaded once
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
@@ -105,16 +112,10 @@ def test_single_run_backfill_matches_separate_runs(instance, fast_env, tmp_path,
 def test_batched_backfill_shares_diffusion_calls_and_keeps_products_exact(
     instance, fast_env, tmp_path, monkeypatch
 ):
-    job = defs.resolve_job_def("prodvid")
     instance.add_dynamic_partitions(sku_partitions.name, SKUS)
     monkeypatch.setenv("PRODVID_BATCH_SIZE", "3")
     store = LocalStore(tmp_path / "batched")
-    monkeypatch.setenv("PRODVID_STORE", str(store.root))
-    for sku in SKUS:
-        drop_sku(store, sku, BRIEFS[sku])
-    loads = count_model_loads(monkeypatch)
-    result = job.execute_in_process(instance=instance, tags=RANGE_TAGS)
-    assert result.success
+    result, loads = run_backfill(instance, store, monkeypatch)
     assert loads == [models.TINY_PRESET]
 
     # one hero call for the three SKUs; CUP-1 and CUP-2 (same camera) share every frames call, CUP-3 not
