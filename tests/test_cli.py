@@ -61,7 +61,7 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     again = prodvid(
         "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9"
     )
-    assert "9 frames (9 reused" in again.stdout and "hero image reused" in again.stdout
+    assert "9 frames (9 reused" in again.stdout and "hero image reused, video reused" in again.stdout
     assert _files(store) == files
 
 
@@ -172,12 +172,11 @@ def test_inbox_makes_every_ready_sku_sharing_calls_and_reports_the_rest(tmp_path
     # again, one SKU by name: everything is reused, nothing painted
     before = _files(store)
     again = prodvid("inbox", "--store", str(store), "--sku", "CUP-1", *settings, check=False)
-    assert "SKU CUP-1: 5 frames (5 reused from an earlier run), 0 diffusion calls, hero image reused" in (
-        again.stdout
-    )
+    made = "SKU CUP-1: 5 frames (5 reused from an earlier run), 0 diffusion calls"
+    assert f"{made}, hero image reused, video reused" in again.stdout
     after = _files(store)
-    assert {k: v for k, v in after.items() if "CUP-1" in k and "video" not in k} == {
-        k: v for k, v in before.items() if "CUP-1" in k and "video" not in k
+    assert {k: v for k, v in after.items() if "CUP-1" in k} == {
+        k: v for k, v in before.items() if "CUP-1" in k
     }
 
 

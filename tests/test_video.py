@@ -2,7 +2,11 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from prodvid_core import video
+from prodvid_core import layout, video
+from prodvid_core.brief import parse_brief
+from prodvid_core.run import Settings, generate_sku
+from prodvid_core.sample import sample_photo_bytes
+from prodvid_core.storage import LocalStore
 
 
 def _frames(n, w=96, h=64):
@@ -46,3 +50,22 @@ def test_odd_sides_and_mismatched_frames_are_refused():
         video.encode(_frames(2, w=95), fps=24)
     with pytest.raises(ValueError, match="frame 1"):
         video.encode([np.zeros((64, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8)], fps=24)
+
+
+def test_the_video_is_reused_only_for_the_same_frames_and_rate(tiny_pipe, tmp_path):
+    store, photo = LocalStore(tmp_path), sample_photo_bytes(size=(300, 400))
+    settings = Settings(size=256, steps=2, device="cpu").with_preset("tiny")
+    brief = {"prompt": "a bottle on a table", "num_frames": 6, "fps": 12}
+    first = generate_sku(store, "V-1", photo, parse_brief(brief, sku="V-1"), settings)
+    again = generate_sku(store, "V-1", photo, parse_brief(brief, sku="V-1"), settings)
+    assert not first.video_reused and again.video_reused and again.video.data == first.video.data
+
+    # another frame rate: the same frames, encoded again
+    faster = generate_sku(store, "V-1", photo, parse_brief({**brief, "fps": 24}, sku="V-1"), settings)
+    assert not faster.video_reused and faster.frames.calls_made == 0
+    assert video.probe(faster.video.data)[1] == 24
+
+    # a damaged MP4 is encoded again, never handed on
+    store.write_bytes(layout.video_mp4("V-1"), faster.video.data[:-100])
+    repaired = generate_sku(store, "V-1", photo, parse_brief({**brief, "fps": 24}, sku="V-1"), settings)
+    assert not repaired.video_reused and store.read_bytes(layout.video_mp4("V-1")) == faster.video.data

@@ -28,6 +28,7 @@ __all__ = [
     "hero_from",
     "save_video",
     "load_video",
+    "video_from",
     "read_json",
 ]
 
@@ -107,16 +108,22 @@ def hero_from(meta: dict, png: bytes, *, sku: str) -> HeroResult:
     )
 
 
-def save_video(store: ObjectStore, sku: str, video: VideoResult) -> list[str]:
+def save_video(store: ObjectStore, sku: str, video: VideoResult, *, frames_sha256: str = "") -> list[str]:
     store.write_bytes(layout.video_mp4(sku), video.data)
-    _write_json(store, layout.video_json(sku), {**video.metadata(), "sha256": sha256(video.data)})
+    meta = {**video.metadata(), "sha256": sha256(video.data), "frames_sha256": frames_sha256}
+    _write_json(store, layout.video_json(sku), meta)
     return [layout.video_mp4(sku), layout.video_json(sku)]
 
 
 def load_video(store: ObjectStore, sku: str) -> VideoResult:
     meta = _require_json(store, layout.video_json(sku))
+    return video_from(meta, store.read_bytes(layout.video_mp4(sku)))
+
+
+def video_from(meta: dict, data: bytes) -> VideoResult:
+    """A `VideoResult` from the stored sidecar and MP4 bytes (for callers that checked the bytes first)."""
     return VideoResult(
-        data=store.read_bytes(layout.video_mp4(sku)),
+        data=data,
         fps=meta["fps"],
         frame_count=meta["frame_count"],
         size=tuple(meta["size"]),

@@ -146,8 +146,12 @@ def _summary(result: SkuResult, reused: int) -> str:
     fs = result.frames
     calls = f"{fs.calls_made} diffusion call{'' if fs.calls_made == 1 else 's'}"
     hero_state = "reused" if result.hero_reused else "made"
+    video_state = "reused" if result.video_reused else "encoded"
     reused_note = f"{reused} reused from an earlier run"
-    return f"SKU {fs.sku}: {fs.count} frames ({reused_note}), {calls}, hero image {hero_state}."
+    return (
+        f"SKU {fs.sku}: {fs.count} frames ({reused_note}), {calls}, "
+        f"hero image {hero_state}, video {video_state}."
+    )
 
 
 def _progress(total: int, desc: str) -> tuple[tqdm, dict[str, int], OnFrame]:

@@ -6,6 +6,7 @@ reuses a hero image made with the same settings and every frame whose fingerprin
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields, replace
 
@@ -106,6 +107,7 @@ class SkuResult:
     frames: FrameSet
     video: VideoResult
     hero_reused: bool
+    video_reused: bool = False
     keys: list[str] = field(default_factory=list)
 
 
@@ -199,9 +201,29 @@ def make_frames_batch(
     return {result.sku: result for result in results}
 
 
-def make_video(store: ObjectStore, sku: str, frame_set: FrameSet) -> VideoResult:
+def make_video(store: ObjectStore, sku: str, frame_set: FrameSet) -> tuple[VideoResult, bool]:
+    """The MP4 of the stored frames, and whether it was reused: encoding is skipped when the stored MP4 was
+    encoded from these very frames at this frame rate and its bytes are intact."""
+    source = _video_source(frame_set)
+    stored = artifacts.read_json(store, layout.video_json(sku))
+    if stored and stored.get("frames_sha256") == source:
+        try:
+            data = store.read_bytes(layout.video_mp4(sku))
+        except FileNotFoundError:
+            data = b""
+        if sha256(data) == stored.get("sha256"):
+            return artifacts.video_from(stored, data), True
     frames_iter = frames.load_frames(store, sku, frame_set.manifest)
-    return video.encode(frames_iter, fps=frame_set.manifest["fps"], sku=sku)
+    result = video.encode(frames_iter, fps=frame_set.manifest["fps"], sku=sku)
+    artifacts.save_video(store, sku, result, frames_sha256=source)
+    return result, False
+
+
+def _video_source(frame_set: FrameSet) -> str:
+    """What decides the MP4's bytes: the frames' bytes, their rate and the codec."""
+    shas = [record["sha256"] for record in frame_set.manifest["frames"]]
+    source = {"frames": shas, "fps": frame_set.manifest["fps"], "codec": video.CODEC}
+    return sha256(json.dumps(source, sort_keys=True).encode())
 
 
 def generate_sku(
@@ -267,12 +289,19 @@ def generate_many(
     # 5. Videos
     results = {}
     for sku in inputs:
-        video_result = make_video(store, sku, frame_sets[sku])
+        video_result, video_reused = make_video(store, sku, frame_sets[sku])
         keys[sku] += [layout.hero_png(sku), layout.hero_json(sku), *frame_sets[sku].keys]
-        keys[sku] += [layout.frames_manifest(sku), *artifacts.save_video(store, sku, video_result)]
+        keys[sku] += [layout.frames_manifest(sku), layout.video_mp4(sku), layout.video_json(sku)]
         expanded, product = canvases[sku]
         hero_result, hero_reused = heroes[sku]
         results[sku] = SkuResult(
-            expanded, product, hero_result, frame_sets[sku], video_result, hero_reused, keys[sku]
+            expanded,
+            product,
+            hero_result,
+            frame_sets[sku],
+            video_result,
+            hero_reused,
+            video_reused,
+            keys[sku],
         )
     return results

@@ -284,15 +284,17 @@ def frames(
 def video(
     context: dg.AssetExecutionContext, frames: dict[str, FrameSet], store: StoreResource
 ) -> dict[str, VideoResult]:
-    """The frames as an H.264 MP4 that browsers play (`video/<SKU>.mp4` + JSON), verified by decoding."""
+    """The frames as an H.264 MP4 that browsers play (`video/<SKU>.mp4` + JSON), verified by decoding.
+    Reused when the stored one was encoded from the same frames at the same frame rate."""
     st = store.open()
     out = {}
     for sku in context.partition_keys:
         start = time.perf_counter()
         with _user_errors():
-            out[sku] = make_video(st, sku, frames[sku])
+            out[sku], reused = make_video(st, sku, frames[sku])
         context.add_asset_metadata(
             {
+                "reused": reused,
                 "frames": out[sku].frame_count,
                 "fps": out[sku].fps,
                 "size": list(out[sku].size),

@@ -10,10 +10,10 @@ normal run, many for a single-run backfill. The IO manager stores and loads each
 | `mask` | PIL image, mode L | `mask/<SKU>.png` |
 | `hero_image` | `hero.HeroResult` | `hero_image/<SKU>.png` + `.json` (written by `run.make_heroes`) |
 | `frames` | `frames.FrameSet` | `frames/<SKU>/00000.png …` + `manifest.json` (written frame by frame) |
-| `video` | `video.VideoResult` | `video/<SKU>.mp4` + `.json` |
+| `video` | `video.VideoResult` | `video/<SKU>.mp4` + `.json` (written by `run.make_video`) |
 
-The hero image and the frames are stored by the core as they are made (that is what lets a re-run reuse
-them); for those two the IO manager only confirms the files are there.
+The hero image, the frames and the video are stored by the core as they are made (that is what lets a
+re-run reuse them); for those three the IO manager only confirms the files are there.
 """
 
 from collections.abc import Callable
@@ -38,6 +38,10 @@ def _confirm_hero(store: ObjectStore, sku: str, _value) -> None:
     _require(store, sku, [layout.hero_png(sku), layout.hero_json(sku)])
 
 
+def _confirm_video(store: ObjectStore, sku: str, _value) -> None:
+    _require(store, sku, [layout.video_mp4(sku), layout.video_json(sku)])
+
+
 def _confirm_frames(store: ObjectStore, sku: str, value: FrameSet) -> None:
     stored = set(store.list(layout.frames_prefix(sku)))  # one listing, not a request per frame
     missing = [k for k in (layout.frames_manifest(sku), *value.keys) if k not in stored]
@@ -50,7 +54,7 @@ _SAVE: dict[str, Callable[[ObjectStore, str, object], object]] = {
     "mask": artifacts.save_mask,
     "hero_image": _confirm_hero,
     "frames": _confirm_frames,
-    "video": artifacts.save_video,
+    "video": _confirm_video,
 }
 _LOAD: dict[str, Callable[[ObjectStore, str], object]] = {
     "expanded_canvas": artifacts.load_canvas,

@@ -93,7 +93,7 @@ def test_one_sku_end_to_end_local(instance, store):
     assert video_meta["frames"].value == BRIEF["num_frames"] and video_meta["fps"].value == BRIEF["fps"]
 
 
-def test_rerun_reuses_hero_and_frames(instance, store):
+def test_rerun_reuses_hero_frames_and_video(instance, store):
     drop_sku(store, SKU)
     assert run_sku(instance, SKU).success
     before = {k: store.read_bytes(k) for k in store.list() if not k.startswith("inbox/")}
@@ -104,6 +104,7 @@ def test_rerun_reuses_hero_and_frames(instance, store):
     frames_meta = metadata(instance, "frames", SKU)
     assert frames_meta["diffusion calls"].value == 0
     assert frames_meta["frames reused"].value == BRIEF["num_frames"]
+    assert metadata(instance, "video", SKU)["reused"].value is True
 
 
 def test_launchpad_config_overrides_the_brief(instance, store):
