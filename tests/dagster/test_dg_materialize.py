@@ -91,6 +91,7 @@ def test_one_sku_end_to_end_local(instance, store):
         assert len(frames_meta[name].value) < 1000
     video_meta = metadata(instance, "video", SKU)
     assert video_meta["frames"].value == BRIEF["num_frames"] and video_meta["fps"].value == BRIEF["fps"]
+    assert video_meta["reused"].value is False
 
 
 def test_rerun_reuses_hero_frames_and_video(instance, store):
