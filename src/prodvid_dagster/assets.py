@@ -119,6 +119,12 @@ def _preview(image: Image.Image) -> dg.MetadataValue:
     return dg.MetadataValue.md("(preview too large to show in place)")
 
 
+def _companions(frame_set: FrameSet) -> list[str]:
+    """The other SKUs whose diffusion calls this SKU's frames shared (`models.batch_size` above 1)."""
+    batches = (call.get("batch", []) for call in frame_set.manifest["calls"])
+    return sorted({sku for batch in batches for sku in batch} - {frame_set.sku})
+
+
 def _where(store: ObjectStore, key: str) -> dg.MetadataValue:
     url = store.url(key)
     return dg.MetadataValue.url(url) if "://" in url else dg.MetadataValue.path(url)
@@ -273,6 +279,7 @@ def frames(
                 "seed": frame_set.manifest["seed"],
                 "steps": frame_set.manifest["steps"],
                 "camera": dg.MetadataValue.json(briefs[sku].camera),
+                "painted with": ", ".join(_companions(frame_set)) or "(alone)",
                 "storage": _where(st, layout.frames_manifest(sku)),
             },
             partition_key=sku,

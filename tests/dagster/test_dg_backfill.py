@@ -128,6 +128,10 @@ def test_batched_backfill_shares_diffusion_calls_and_keeps_products_exact(
     assert len(calls["CUP-1"]) == len(calls["CUP-2"]) >= 1
     assert all(c["batch"] == ["CUP-1", "CUP-2"] for c in calls["CUP-1"] + calls["CUP-2"])
     assert all(c["batch"] == ["CUP-3"] for c in calls["CUP-3"])
+    frames_meta = {m.partition: m.metadata for m in events if m.asset_key == dg.AssetKey("frames")}
+    assert {s: m["painted with"].value for s, m in frames_meta.items()} == {
+        "CUP-1": "CUP-2", "CUP-2": "CUP-1", "CUP-3": "(alone)"
+    }  # fmt: skip
 
     # the blocking exactness checks ran per SKU and passed
     per_sku = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
