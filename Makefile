@@ -1,7 +1,8 @@
 # prodvid: `make demo` and `make test` set everything up on a fresh machine, then run.
 # torch==2.13.0 is installed first: pip finds its CPU build on this machine's disk, and the package's
 # torch range then admits it, so no multi-GB CUDA build is ever pulled. On a GPU machine, install the CUDA
-# build of torch 2.13 into the venv instead before `make setup`.
+# build of torch 2.13 into the venv instead before `make setup`. The deploy extra (dagster-postgres,
+# dagster-k8s) is for deploy/ and its test.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dagster,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dagster,dev,deploy]"
 	touch $(STAMP)
 
 demo: setup
