@@ -11,8 +11,13 @@ from PIL import Image
 
 from photos import labelled_box
 from prodvid_core import camera, frames, hero, layout, verify
+from prodvid_core.brief import parse_brief
+from prodvid_core.canvas import expand
 from prodvid_core.errors import GenerationError
 from prodvid_core.inpaint import PaintRequest, Prompt, inpaint_batch
+from prodvid_core.mask import segment
+from prodvid_core.run import Settings, make_heroes
+from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
 
 SIZE = 256
@@ -205,3 +210,25 @@ def _checkpointed_call(store: LocalStore, sku: str) -> int:
         return -1
     with Image.open(io.BytesIO(store.read_bytes(layout.world_checkpoint(sku)))) as checkpoint:
         return int(checkpoint.text["call"])
+
+
+def test_make_heroes_batches_only_the_skus_it_has_to_paint(tmp_path):
+    store = LocalStore(tmp_path)
+    settings = Settings(size=SIZE, steps=2, device="cpu", batch_size=3).with_preset("tiny")
+    expanded = expand(sample_photo_bytes(size=(300, 400)), sku="H-0", size=SIZE)
+    product = segment(expanded.image, sku="H-0")
+    inputs = {
+        f"H-{i}": (expanded, product, parse_brief({"prompt": PROMPTS[i], "seed": i}, sku=f"H-{i}"))
+        for i in range(3)
+    }
+    first = make_heroes(store, {"H-1": inputs["H-1"]}, settings)
+    assert first["H-1"][1] is False and first["H-1"][0].batch == ["H-1"]
+
+    made = make_heroes(store, inputs, settings)
+    assert list(made) == ["H-0", "H-1", "H-2"]
+    assert [reused for _, reused in made.values()] == [False, True, False]
+    assert made["H-0"][0].batch == made["H-2"][0].batch == ["H-0", "H-2"]
+    assert made["H-1"][0].batch == ["H-1"]  # as stored by the run that made it
+    for sku, (result, _) in made.items():
+        assert verify.product_diff(expanded.image, product, result.image).exact
+        assert store.read_bytes(f"hero_image/{sku}.png")
