@@ -22,7 +22,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.sensor import execute_sensor_iteration
 from dgtest import BRIEF, drop_sku
 
-from prodvid_core import inbox, layout
+from prodvid_core import inbox, inbox_state, layout
 from prodvid_core.brief import parse_brief
 from prodvid_core.frames import read_manifest
 from prodvid_core.storage import LocalStore, ObjectStore, S3Store
@@ -343,6 +343,25 @@ def test_a_reset_cursor_reads_every_brief_and_asks_only_for_run_keys_already_ask
         assert len(reads_of(recording)) == 3
         assert sorted(r.run_key for r in again.run_requests) == sorted(r.run_key for r in first.run_requests)
         assert recording.exists(layout.inbox_state(json.loads(again.cursor)["state"]))
+
+
+def test_a_tick_whose_cursor_was_never_committed_is_done_again(instance, store):
+    # the daemon died after a tick wrote its state object and before Dagster committed its cursor, or the tick
+    # was the UI's "Test sensor": the committed cursor still names the object before, which is still there
+    recording = start_recording(RecordingLocalStore(store.root))
+    for sku in ("MUG-1", "VASE-2"):
+        recording.write_bytes(f"inbox/{sku}.png", b"photo")
+        recording.write_bytes(f"inbox/{sku}.json", json.dumps({"prompt": f"{sku} on a table"}).encode())
+    committed = tick(instance, None, recording).cursor
+    recording.write_bytes("inbox/MUG-1.json", b'{"prompt": "MUG-1 on a beach"}')
+    reads_of(recording)
+
+    lost = [tick(instance, committed, recording) for _ in range(inbox_state.KEEP + 2)]  # none committed
+    for data in lost:
+        assert [r.run_key for r in data.run_requests] == [lost[0].run_requests[0].run_key]
+    assert reads_of(recording) == ["inbox/MUG-1.json"] * len(lost)
+    assert recording.exists(layout.inbox_state(json.loads(committed)["state"]))  # spared: the cursor names it
+    assert len(recording.list(layout.INBOX_STATE_PREFIX)) == inbox_state.KEEP + 1  # the newest, and that one
 
 
 @contextmanager
