@@ -5,7 +5,8 @@ find a SKU's photo and brief with them. Nothing here writes to or deletes from t
 
 `scan` is polled (every 15 s by the sensor) over inboxes of thousands of SKUs, so it reads as little as it
 can: one listing of `inbox/` with each key's ETag, then only the briefs whose ETag differs from what the
-previous scan saw (`Seen`, which the caller keeps). Photos are never read by a scan.
+previous scan saw (`Seen`, which the caller keeps: the sensor in the store, through `inbox_state`). Photos are
+never read by a scan.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class Seen:
     """What a scan learned from the bytes of one brief, so that the next scan need not read them again.
 
     `stamp` identifies the brief's ETag in the listing made before the read (a 12-hex digest, as it is kept
-    per SKU in the sensor's cursor): a brief rewritten between that listing and the read is read once more
-    by the next scan, never missed. Exactly one of `checksum` (a valid brief, `Brief.checksum()`) and
+    per SKU in the sensor's state object): a brief rewritten between that listing and the read is read once
+    more by the next scan, never missed. Exactly one of `checksum` (a valid brief, `Brief.checksum()`) and
     `error` (why it did not validate) is set.
     """
 

@@ -1,4 +1,5 @@
-"""The storage layout of DESIGN.md, in one place: every key prodvid reads or writes for a SKU."""
+"""The storage layout of DESIGN.md, in one place: every key prodvid reads or writes for a SKU, and the inbox
+sensor's state."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ __all__ = [
     "world_checkpoint",
     "video_mp4",
     "video_json",
+    "INBOX_STATE_PREFIX",
+    "inbox_state",
 ]
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+INBOX_STATE_PREFIX = "sensors/inbox_sensor/"
 
 
 def inbox_photo(sku: str, suffix: str) -> str:
@@ -75,3 +79,9 @@ def video_mp4(sku: str) -> str:
 
 def video_json(sku: str) -> str:
     return f"video/{validate_sku(sku)}.json"
+
+
+def inbox_state(name: str) -> str:
+    """What the inbox sensor's scans remember (`inbox_state.save`): `name` is `<UTC time>-<sha256>`, and the
+    object is never rewritten. Outside `inbox/`, which prodvid never writes to."""
+    return f"{INBOX_STATE_PREFIX}{name}.json"

@@ -4,25 +4,28 @@ Each tick lists `inbox/`, adds every ready SKU that is new as a partition, and r
 changed brief (run key `<SKU>:<brief checksum>`, so a brief is made once however often the sensor looks).
 The brief's fields reach the run as run config, where the launchpad shows them. Bad entries (a bad SKU id,
 a brief that does not validate, a brief with no photo or two) are left untouched and reported: as warnings
-in the tick's log, in the tick's skip reason when nothing else happens, and in the cursor. The sensor keeps
-going with the good entries.
+in the tick's log, in the tick's skip reason when nothing else happens, and in the state object. The sensor
+keeps going with the good entries.
 
-What a tick reads: one listing of `inbox/` with each key's ETag (on S3 one LIST request per 1,000 keys), and
-only the briefs whose ETag changed since the last tick. Photos are never read. The cursor remembers, per SKU,
-a 12-hex stamp of the brief's ETag and its checksum:
+What a tick reads: one listing of `inbox/` with each key's ETag (on S3 one LIST request per 1,000 keys), the
+state object its cursor names, and only the briefs whose ETag changed since the last tick. Photos are never
+read. The state object (`sensors/inbox_sensor/<time>-<sha256>.json`, about 45 bytes per SKU) remembers, per
+SKU, a stamp of the brief's ETag and its checksum, and the rejected entries; a tick writes a new one only when
+something changed. The cursor, which Dagster stores with every tick, only names it (`prodvid_core.inbox_state`
+has the details):
 
-    {"briefs": {"MUG-1": "3f9a0c1d2e4b:0123456789abcdef", "TYPO-4": "77aa0c1d2e4b:"},
-     "rejected": {"inbox/TYPO-4.json": "SKU TYPO-4: unknown field 'promt' ..."}}
+    {"state": "20250612T101530.123456Z-<sha256>", "seen": 10000, "rejected": 3}
 
-A brief rejected for its content has no checksum; its reason is the one under `rejected`. About 45 bytes per
-SKU (10,000 SKUs: about 450 KB), and Dagster stores the cursor with every tick.
+An empty cursor (a new sensor, or reset in the UI) means start over: every brief is read again and requested
+again, and Dagster skips each run key it has already run, so nothing is made twice. So does a cursor whose
+state object is missing or corrupt, with a warning in the tick's log.
 """
 
 import json
 
 import dagster as dg
 
-from prodvid_core import inbox
+from prodvid_core import inbox, inbox_state
 from prodvid_core.brief import Brief
 from prodvid_dagster.assets import CameraConfig, SceneConfig
 from prodvid_dagster.jobs import prodvid_job
@@ -32,26 +35,6 @@ from prodvid_dagster.resources import StoreResource
 __all__ = ["inbox_sensor", "run_config_for"]
 
 INTERVAL_SECONDS = 15
-
-
-def _seen_from(cursor: dict) -> dict[str, inbox.Seen]:
-    """The last tick's scan state back from its cursor. A cursor from before stamps (`{sku: checksum}`)
-    gives no stamps: every brief is read once more, and runs only if its checksum changed."""
-    rejected: dict[str, str] = cursor.get("rejected", {})
-    seen = {}
-    for sku, value in cursor.get("briefs", {}).items():
-        stamp, _, checksum = value.rpartition(":")
-        if checksum:
-            seen[sku] = inbox.Seen(stamp, checksum=checksum)
-        elif f"inbox/{sku}.json" in rejected:
-            seen[sku] = inbox.Seen(stamp, error=rejected[f"inbox/{sku}.json"])
-    return seen
-
-
-def _cursor(scan: inbox.Scan) -> str:
-    """The scan state, compact: it is stored with every tick."""
-    briefs = {sku: f"{seen.stamp}:{seen.checksum or ''}" for sku, seen in scan.seen.items()}
-    return json.dumps({"briefs": briefs, "rejected": scan.rejected}, sort_keys=True, separators=(",", ":"))
 
 
 def run_config_for(brief: Brief) -> dg.RunConfig:
@@ -75,13 +58,15 @@ def run_config_for(brief: Brief) -> dg.RunConfig:
     description="Watches inbox/ for <SKU>.{png,jpg,jpeg,webp} + <SKU>.json; runs each new or changed brief.",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
-    # 1. What the inbox holds now; only briefs changed since the last tick are read. A SKU whose partition
-    #    is gone (deleted in the UI) counts as new, as when the sensor first saw it.
-    previous = _seen_from(json.loads(context.cursor) if context.cursor else {})
+    # 1. What the inbox holds now; only briefs changed since the state the cursor names are read. A SKU whose
+    #    partition is gone (deleted in the UI) counts as new, as when the sensor first saw it.
+    st = store.open()
+    loaded = inbox_state.load(st, context.cursor)
+    if loaded.note:
+        (context.log.warning if loaded.origin == "lost" else context.log.info)(loaded.note)
+    previous = loaded.seen
     known = set(context.instance.get_dynamic_partitions(sku_partitions.name))
-    scan = inbox.scan(
-        store.open(), {sku: s for sku, s in previous.items() if s.error is not None or sku in known}
-    )
+    scan = inbox.scan(st, {sku: s for sku, s in previous.items() if s.error is not None or sku in known})
     context.log.info(
         f"{len(scan.ready) + len(scan.unchanged)} SKU(s) ready, {len(scan.reads)} brief(s) read "
         f"(the others are unchanged since the last tick)"
@@ -109,9 +94,15 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
             )
         )
         changed = sku in previous and previous[sku].checksum is not None
-        context.log.info(f"SKU {sku}: {'changed' if changed else 'new'} brief {checksum}, run requested")
+        if changed or sku not in known:
+            context.log.info(f"SKU {sku}: {'changed' if changed else 'new'} brief {checksum}, run requested")
+        else:  # a partition the state does not remember: after a reset, say, when its run key may have run
+            context.log.info(f"SKU {sku}: brief {checksum}, run requested (skipped if its run key ran)")
 
-    # 4. Remember what was read and what was rejected
+    # 4. Remember what was read and what was rejected: in the store, the cursor only names it
+    saved = inbox_state.save(st, scan, loaded)
+    if saved.written:
+        context.log.info(f"scan state written to {st.url(saved.key)} ({saved.size} bytes)")
     skip_reason = None
     if not run_requests:
         skip_reason = "No new or changed briefs in inbox/."
@@ -125,6 +116,6 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[sku_partitions.build_add_request(new_skus)] if new_skus else [],
-        cursor=_cursor(scan),
+        cursor=saved.cursor,
         skip_reason=skip_reason,
     )
