@@ -85,6 +85,8 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
             "nobody/no-such-inpainting",
         ),
         (["generate", "A", "--image", "{junk}", *ARGS], "SKU A"),
+        (["generate", "A", "--image", "{photo}", *ARGS, "--steps", "0"], "PRODVID_STEPS"),
+        (["inbox", "--preset", "tiny", "--batch-size", "0"], "`batch_size` has to be 1 or more but is 0"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, words, photo, tmp_path):

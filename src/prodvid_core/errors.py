@@ -15,6 +15,7 @@ __all__ = [
     "InvalidBriefError",
     "ModelUnavailableError",
     "GenerationError",
+    "SettingsError",
     "StorageError",
     "validate_sku",
 ]
@@ -44,6 +45,10 @@ class ModelUnavailableError(ProdvidError):
 
 class GenerationError(ProdvidError):
     """The model kept producing unusable output (NaN, blank or constant) after its retries."""
+
+
+class SettingsError(ProdvidError):
+    """A setting (flag, env var or Dagster config) that cannot work: no steps, a canvas off the 8-px grid."""
 
 
 class StorageError(ProdvidError):

@@ -16,7 +16,7 @@ from prodvid_core import artifacts, canvas, frames, hero, layout, mask, models, 
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
-from prodvid_core.errors import ProdvidError, validate_sku
+from prodvid_core.errors import SettingsError, validate_sku
 from prodvid_core.frames import FrameSet, OnFrame
 from prodvid_core.hero import HeroResult
 from prodvid_core.inpaint import batches
@@ -53,22 +53,39 @@ class Settings:
     max_window: int = 768
     batch_size: int = 1
 
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work before any model is loaded or any SKU is touched."""
+        rules = {
+            "size": (self.size >= 64 and self.size % 8 == 0, "a multiple of 8, 64 or more"),
+            "fill": (0 < self.fill <= 1, "in (0, 1]"),
+            "steps": (self.steps >= 1, "1 or more"),
+            "guidance": (self.guidance >= 0, "0 or more"),
+            "lookahead": (self.lookahead >= 0, "0 or more"),
+            "max_window": (self.max_window >= self.size, f"at least `size` ({self.size})"),
+            "batch_size": (self.batch_size >= 1, "1 or more"),
+        }
+        bad = {name: want for name, (ok, want) in rules.items() if not ok}
+        if bad:
+            problems = "; ".join(
+                f"`{n}` has to be {want} but is {getattr(self, n)!r}" for n, want in bad.items()
+            )
+            env = ", ".join(f"PRODVID_{n.upper()}" for n in bad)
+            raise SettingsError(f"{problems}. It comes from a flag, Dagster config or {env}.")
+
     @classmethod
     def from_env(cls, preset: str | None = None, **overrides) -> Settings:
         """Defaults, then `PRODVID_*` env vars, then `preset`, then `overrides` (CLI flags, Dagster config)
-        that are not None. `PRODVID_PRESET=tiny` picks the tiny models unless a model variable names one."""
-        settings = cls()
-        if os.environ.get("PRODVID_PRESET"):
-            settings = settings.with_preset(os.environ["PRODVID_PRESET"])
-        settings = replace(settings, **_env_settings())
+        that are not None. `PRODVID_PRESET=tiny` picks the tiny models unless a model variable names one.
+        The result is checked once, as a whole: a flag may fix what an env var alone would not allow."""
+        values = _preset_models(os.environ["PRODVID_PRESET"]) if os.environ.get("PRODVID_PRESET") else {}
+        values.update(_env_settings())
         if preset:
-            settings = settings.with_preset(preset)
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+            values.update(_preset_models(preset))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
     def with_preset(self, preset: str) -> Settings:
-        if preset != models.TINY_PRESET:
-            raise ValueError(f"`preset` has to be {models.TINY_PRESET!r} but is {preset!r}.")
-        return replace(self, hero_model=preset, frames_model=preset)
+        return replace(self, **_preset_models(preset))
 
     def model_key(self, model: str) -> str:
         """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
@@ -81,6 +98,12 @@ class Settings:
         )
 
 
+def _preset_models(preset: str) -> dict[str, str]:
+    if preset != models.TINY_PRESET:
+        raise ValueError(f"`preset` has to be {models.TINY_PRESET!r} but is {preset!r}.")
+    return {"hero_model": preset, "frames_model": preset}
+
+
 def _env_settings() -> dict:
     """The `PRODVID_<FIELD>` env vars that are set, converted to each field's type."""
     values = {}
@@ -91,7 +114,7 @@ def _env_settings() -> dict:
         try:
             values[f.name] = {"int": int, "float": float}.get(str(f.type), str)(raw)
         except ValueError:
-            raise ProdvidError(
+            raise SettingsError(
                 f"PRODVID_{f.name.upper()} must be a number ({f.type}) but is {raw!r}."
             ) from None
     return values

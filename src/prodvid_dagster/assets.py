@@ -28,7 +28,7 @@ from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
-from prodvid_core.run import make_frames_batch, make_heroes, make_video
+from prodvid_core.run import Settings, make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
 from prodvid_dagster.partitions import sku_partitions
@@ -84,6 +84,12 @@ def _user_errors() -> Iterator[None]:
         yield
     except ProdvidError as e:
         raise dg.Failure(description=str(e), allow_retries=False) from e
+
+
+def _settings(models: ModelsResource) -> Settings:
+    """The resource's settings; one that cannot work (no steps, say) fails the step once, with its name."""
+    with _user_errors():
+        return models.settings()
 
 
 @contextlib.contextmanager
@@ -147,7 +153,7 @@ def expanded_canvas(
 ) -> dict[str, Canvas]:
     """The product photo from the inbox, normalized and placed on a white canvas of the model's size
     (`expanded_canvas/<SKU>.png` + placement JSON)."""
-    settings, st = models.settings(), store.open()
+    settings, st = _settings(models), store.open()
     out = {}
     for sku in context.partition_keys:
         start = time.perf_counter()
@@ -202,7 +208,7 @@ def hero_image(
 ) -> dict[str, HeroResult]:
     """The scene painted around the product by the hero model, every product pixel pasted back exactly
     (`hero_image/<SKU>.png` + JSON). Reused when the stored one was made with the same settings."""
-    settings, st = models.settings(), store.open()
+    settings, st = _settings(models), store.open()
     with _user_errors():
         briefs = {
             sku: inbox.brief_with(
@@ -246,7 +252,7 @@ def frames(
     """The video's frames, windows of a world canvas painted once (`frames/<SKU>/*.png` + manifest.json).
     Each frame is stored as it is made; a retry or a re-execution reuses every stored frame whose
     fingerprint matches and paints only the missing ones."""
-    settings, st = models.settings(), store.open()
+    settings, st = _settings(models), store.open()
     with _user_errors(), _stop_when_terminated(context):
         briefs = {}
         for sku in context.partition_keys:

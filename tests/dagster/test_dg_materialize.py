@@ -134,6 +134,19 @@ def test_bad_photo_fails_naming_the_sku_without_retries(instance, store):
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
 
 
+def test_a_setting_that_cannot_work_fails_the_first_step_once_naming_it(instance, store, monkeypatch):
+    drop_sku(store, SKU)
+    monkeypatch.setenv("PRODVID_STEPS", "0")
+    result = run_sku(instance, SKU, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "expanded_canvas"
+    assert "`steps` has to be 1 or more but is 0" in failure.step_failure_data.error.message
+    assert "PRODVID_STEPS" in failure.step_failure_data.error.message
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    assert not store.list("hero_image/")
+
+
 @pytest.mark.parametrize("preview_source", ["noise"])
 def test_preview_stays_under_the_inline_limit(preview_source):
     from prodvid_dagster.assets import _preview
