@@ -6,7 +6,7 @@ built once by `random_sd.py`), a Hub id or a folder. Each variant makes the hero
 same SKUs, in this process, on the same model, from empty stores, after an untimed warm-up of both, so no
 variant pays first-call costs.
 The figures that matter are the ratios. On a 2-core CPU batching gains nothing even with the tiny model (8
-SKUs at 512 px: 4x fewer calls, 0.89x the speed), because the work is compute-bound; batching is meant for a
+SKUs at 512 px: 4x fewer calls, 0.98x the speed), because the work is compute-bound; batching is meant for a
 GPU, where one image does not fill the device. That gain is not measured yet: run this there.
 """
 
