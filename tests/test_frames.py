@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -209,3 +211,30 @@ def test_load_frame_set_gives_back_what_generate_stored(tiny_pipe, hero_set, loc
     loaded = frames.load_frame_set(local_store, "B")
     assert loaded.manifest == made.manifest and loaded.keys == made.keys
     assert (loaded.calls_made, loaded.frames_reused, loaded.count) == (0, PATH.num_frames, PATH.num_frames)
+
+
+class _RecordingStore(LocalStore):
+    """A real local store that records which thread wrote each key."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.writes: list[tuple[str, str]] = []
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.writes.append((key, threading.current_thread().name))
+        super().write_bytes(key, data)
+
+
+def test_frames_are_stored_by_worker_threads_and_the_manifest_once_per_call(tiny_pipe, hero_set, tmp_path):
+    path = camera.pan((-60, -28), num_frames=24, fps=12)
+    request = frames.FramesRequest("B", hero_set[2], path, _settings(lookahead=64))
+    store = _RecordingStore(tmp_path / "parallel")
+    (result,) = frames.generate_batch(tiny_pipe, store, [request], workers=3)
+    frame_writes = [thread for key, thread in store.writes if key.endswith(".png") and "/0" in key]
+    manifest_writes = [key for key, _ in store.writes if key.endswith("manifest.json")]
+    assert len(frame_writes) == 24 and all(thread.startswith("frames") for thread in frame_writes)
+    assert len(manifest_writes) == 1 + result.calls_made < 24  # frame 0, then once after each call
+    serial = LocalStore(tmp_path / "serial")
+    frames.generate_batch(tiny_pipe, serial, [request], workers=1)
+    assert _stored(serial, "B") == _stored(store, "B")
+    assert frames.read_manifest(serial, "B") == frames.read_manifest(store, "B")

@@ -20,6 +20,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -305,6 +306,7 @@ def generate_batch(
     *,
     batch_size: int = 1,
     on_frame: OnFrame | None = None,
+    workers: int | None = None,
 ) -> list[FrameSet]:
     """Make (or resume) the frames of many SKUs' videos, sharing diffusion calls `batch_size` SKUs at a time.
 
@@ -314,6 +316,9 @@ def generate_batch(
     manifest and world checkpoint exactly as it does alone, so resuming works the same; the painted pixels
     may differ in their last bits from an unbatched run, and each call's record in the manifest names the
     SKUs it was painted with.
+
+    Frames are PNG-encoded and stored by `workers` threads (default: the CPU count, at most 8): encoding
+    releases the GIL and an S3 PUT waits on the network, so a GPU is not kept waiting on them.
     """
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
@@ -322,29 +327,34 @@ def generate_batch(
 
     # 2. SKUs with the same window sizes side by side, then a batch of them at a time
     order = sorted(range(len(videos)), key=lambda i: videos[i].window_sizes)
-    for batch in batches(order, batch_size):
-        group = [videos[i] for i in batch]
-
-        # 3. Resume each SKU from what is stored: reused frames, the last checkpointed world
-        for video in group:
-            video.resume()
-
-        # 4. Paint in rounds: each SKU's next call; calls of one window size in one pipeline call
-        while todo := [video for video in group if not video.done]:
-            rounds: dict[tuple, list[_Video]] = {}
-            for video in todo:
-                rounds.setdefault(video.call_key, []).append(video)
-            for same in rounds.values():
-                outs = inpaint_batch(
-                    pipe, [v.paint_request() for v in same], max_retries=same[0].settings.max_retries
-                )
-                for video, (out, attempt) in zip(same, outs, strict=True):
-                    video.apply(out, attempt, batch=[v.sku for v in same])
-
-        # 5. Drop frames a longer earlier video left behind; let the world go
-        for video in group:
-            video.finish()
+    pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1), thread_name_prefix="frames")
+    with pool:
+        for batch in batches(order, batch_size):
+            _make_batch(pipe, [videos[i] for i in batch], pool)
     return [video.result for video in videos]
+
+
+def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
+    """Steps 3-5 of `generate_batch` for one batch of SKUs."""
+    # 3. Resume each SKU from what is stored: reused frames, the last checkpointed world
+    for video in group:
+        video.resume(pool)
+
+    # 4. Paint in rounds: each SKU's next call; calls of one window size in one pipeline call
+    while todo := [video for video in group if not video.done]:
+        rounds: dict[tuple, list[_Video]] = {}
+        for video in todo:
+            rounds.setdefault(video.call_key, []).append(video)
+        for same in rounds.values():
+            outs = inpaint_batch(
+                pipe, [v.paint_request() for v in same], max_retries=same[0].settings.max_retries
+            )
+            for video, (out, attempt) in zip(same, outs, strict=True):
+                video.apply(out, attempt, batch=[v.sku for v in same])
+
+    # 5. Drop frames a longer earlier video left behind; let the world go
+    for video in group:
+        video.finish()
 
 
 class _Video:
@@ -367,7 +377,7 @@ class _Video:
     def window_sizes(self) -> tuple[tuple[int, int], ...]:
         return tuple((c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls)
 
-    def resume(self) -> None:
+    def resume(self, pool: ThreadPoolExecutor) -> None:
         """Fingerprint the plan, reuse the stored frames that match, load the world, write what it holds."""
         self.start = time.perf_counter()
         hero_rgb = np.asarray(self.request.hero.convert("RGB"))
@@ -391,7 +401,7 @@ class _Video:
             self.manifest["calls"][: self.last + 1] = calls  # keeps the seeds that retries moved on to
         self.calls_made = 0
         self.writer = _FrameWriter(
-            self.store, self.sku, self.plan, self.manifest, self.fps.frames, self.on_frame
+            self.store, self.sku, self.plan, self.manifest, self.fps.frames, self.on_frame, pool
         )
         self.writer.write_ready(self.world, self.last, hero_png=self.hero_png)
 
@@ -464,43 +474,65 @@ def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: Fra
     }
 
 
+# Frames encoded and stored together before the manifest is written: bounds the frames held in memory.
+_WRITE_CHUNK = 64
+
+
 class _FrameWriter:
-    """Writes frames in order, each as soon as the world holds all its pixels, then the manifest."""
+    """Writes frames in order, as soon as the world holds all their pixels, then the manifest.
+
+    The frames one call completes are encoded and stored in parallel, and the manifest is written once after
+    them: it lists only frames that are whole. A crash may leave frames the manifest does not list yet; a
+    resume writes them again from the checkpointed world, byte for byte the same.
+    """
 
     def __init__(
-        self, store: ObjectStore, sku: str, plan: Plan, manifest: dict, fingerprints: list[str], on_frame
+        self,
+        store: ObjectStore,
+        sku: str,
+        plan: Plan,
+        manifest: dict,
+        fingerprints: list[str],
+        on_frame: OnFrame | None,
+        pool: ThreadPoolExecutor,
     ):
         self.store, self.sku, self.plan, self.manifest, self.on_frame = store, sku, plan, manifest, on_frame
-        self.fingerprints = fingerprints
+        self.fingerprints, self.pool = fingerprints, pool
         self.fail_at = int(os.environ.get(FAIL_AT_FRAME_ENV, "-1"))
 
     def write_ready(self, world: _World, done: int, *, hero_png: bytes) -> None:
         frames = self.manifest["frames"]
-        while len(frames) < self.plan_frames and self.plan.call_of_frame[len(frames)] <= done:
-            k = len(frames)
-            if k == self.fail_at:
-                raise RuntimeError(f"SKU {self.sku}: test fault injected at frame {k} ({FAIL_AT_FRAME_ENV}).")
-            data = hero_png if k == 0 else png_bytes(world.window(self.plan.frame_box(k))[0])
-            record = {
-                "index": k,
-                "file": f"{k:05d}.png",
-                "shift": list(self.plan.offsets[k] if k == 0 else _diff(self.plan.offsets, k)),
-                "offset": list(self.plan.offsets[k]),
-                "call": self.plan.call_of_frame[k],
-                "sha256": sha256(data),
-                "fingerprint": self.fingerprints[k],
-            }
-            self.store.write_bytes(layout.frame_png(self.sku, k), data)
-            frames.append(record)
+        ready = range(len(frames), len(self.plan.offsets))
+        ready = [k for k in ready if self.plan.call_of_frame[k] <= done]  # a prefix: calls come in order
+        for chunk in batches([k for k in ready if k < self.fail_at or self.fail_at < 0], _WRITE_CHUNK):
+            # copy the windows now: the world changes with the next call
+            images = [hero_png if k == 0 else world.window(self.plan.frame_box(k))[0].copy() for k in chunk]
+            records = list(self.pool.map(self._store, chunk, images))
+            frames.extend(records)
             self.store.write_bytes(
                 layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode()
             )
-            if self.on_frame:
-                self.on_frame(self.sku, record, False)
+            for record in records:
+                if self.on_frame:
+                    self.on_frame(self.sku, record, False)
+        if self.fail_at in ready:
+            raise RuntimeError(
+                f"SKU {self.sku}: test fault injected at frame {self.fail_at} ({FAIL_AT_FRAME_ENV})."
+            )
 
-    @property
-    def plan_frames(self) -> int:
-        return len(self.plan.offsets)
+    def _store(self, k: int, image: bytes | np.ndarray) -> dict:
+        """Encode and store frame `k`; its manifest record."""
+        data = image if isinstance(image, bytes) else png_bytes(image)
+        self.store.write_bytes(layout.frame_png(self.sku, k), data)
+        return {
+            "index": k,
+            "file": f"{k:05d}.png",
+            "shift": list(self.plan.offsets[k] if k == 0 else _diff(self.plan.offsets, k)),
+            "offset": list(self.plan.offsets[k]),
+            "call": self.plan.call_of_frame[k],
+            "sha256": sha256(data),
+            "fingerprint": self.fingerprints[k],
+        }
 
 
 def _diff(offsets: tuple[tuple[int, int], ...], k: int) -> tuple[int, int]:
