@@ -5,10 +5,11 @@ diffusion calls of `plan.plan_calls` paint the world ahead of the camera, and ev
 carried over unchanged to every frame that shows it. So product pixels stay exact and error never
 accumulates the way it does when each frame is re-generated from the last.
 
-Each frame is written to the store as soon as it exists, with `manifest.json` updated after it; the world
-canvas is checkpointed after each call, before the frames it serves. A re-run reuses every stored frame whose
-fingerprint and checksum match and resumes at the first missing or invalid one, byte for byte what an
-uninterrupted run would have written.
+Each frame is written to the store as soon as the world holds all its pixels (the frames of one call by
+worker threads together), with `manifest.json` updated after them; the world canvas is checkpointed after
+each call, before the frames it serves. A re-run reuses every stored frame whose fingerprint and checksum
+match and resumes at the first missing or invalid one, byte for byte what an uninterrupted run would have
+written.
 """
 
 from __future__ import annotations
