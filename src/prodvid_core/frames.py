@@ -319,7 +319,8 @@ def generate_batch(
     SKUs it was painted with.
 
     Frames are PNG-encoded and stored by `workers` threads (default: the CPU count, at most 8): encoding
-    releases the GIL and an S3 PUT waits on the network, so a GPU is not kept waiting on them.
+    releases the GIL and an S3 PUT waits on the network, so the frames of a call take a fraction of the time
+    one thread takes (`benchmarks/bench_io.py`).
     """
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
