@@ -214,18 +214,25 @@ def test_load_frame_set_gives_back_what_generate_stored(tiny_pipe, hero_set, loc
 
 
 class _RecordingStore(LocalStore):
-    """A real local store that records which thread wrote each key."""
+    """A real local store that records which thread read and wrote each key."""
 
     def __init__(self, root):
         super().__init__(root)
+        self.reads: list[tuple[str, str]] = []
         self.writes: list[tuple[str, str]] = []
+
+    def read_bytes(self, key: str) -> bytes:
+        self.reads.append((key, threading.current_thread().name))
+        return super().read_bytes(key)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.writes.append((key, threading.current_thread().name))
         super().write_bytes(key, data)
 
 
-def test_frames_are_stored_by_worker_threads_and_the_manifest_once_per_call(tiny_pipe, hero_set, tmp_path):
+def test_frames_are_stored_and_checked_by_worker_threads_and_the_manifest_once_per_call(
+    tiny_pipe, hero_set, tmp_path
+):
     path = camera.pan((-60, -28), num_frames=24, fps=12)
     request = frames.FramesRequest("B", hero_set[2], path, _settings(lookahead=64))
     store = _RecordingStore(tmp_path / "parallel")
@@ -238,3 +245,10 @@ def test_frames_are_stored_by_worker_threads_and_the_manifest_once_per_call(tiny
     frames.generate_batch(tiny_pipe, serial, [request], workers=1)
     assert _stored(serial, "B") == _stored(store, "B")
     assert frames.read_manifest(serial, "B") == frames.read_manifest(store, "B")
+
+    # a re-run checks every stored frame, read and hashed by the worker threads too
+    store.reads.clear()
+    (again,) = frames.generate_batch(tiny_pipe, store, [request], workers=3)
+    assert (again.frames_reused, again.calls_made) == (24, 0)
+    frame_reads = [thread for key, thread in store.reads if key.endswith(".png") and "/0" in key]
+    assert len(frame_reads) == 24 and all(thread.startswith("frames") for thread in frame_reads)

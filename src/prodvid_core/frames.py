@@ -219,23 +219,32 @@ class _World:
         return world, text
 
 
-def _valid_prefix(store: ObjectStore, sku: str, manifest: dict | None, fps: _Fingerprints) -> list[dict]:
-    """The stored frame records, in order, up to the first one missing, changed or from other settings."""
-    if not manifest:
-        return []
-    valid = []
-    prefix = layout.frames_prefix(sku)
-    for i, record in enumerate(manifest.get("frames", [])[: len(fps.frames)]):
+def _valid_prefix(
+    store: ObjectStore, sku: str, manifest: dict | None, fps: _Fingerprints, pool: ThreadPoolExecutor
+) -> list[dict]:
+    """The stored frame records, in order, up to the first one missing, changed or from other settings.
+
+    The frames are read and hashed by the pool's threads: a re-run that reuses a video reads every frame.
+    """
+    candidates = []
+    for i, record in enumerate((manifest or {}).get("frames", [])[: len(fps.frames)]):
         if record.get("index") != i or record.get("fingerprint") != fps.frames[i]:
             break
-        try:
-            data = store.read_bytes(prefix + record["file"])
-        except FileNotFoundError:
-            break
-        if sha256(data) != record.get("sha256"):
+        candidates.append(record)
+    shas = list(pool.map(lambda record: _stored_sha256(store, sku, record), candidates))
+    valid = []
+    for record, sha in zip(candidates, shas, strict=True):
+        if sha is None or sha != record.get("sha256"):
             break
         valid.append(record)
     return valid
+
+
+def _stored_sha256(store: ObjectStore, sku: str, record: dict) -> str | None:
+    try:
+        return sha256(store.read_bytes(layout.frames_prefix(sku) + record["file"]))
+    except FileNotFoundError:
+        return None
 
 
 def _load_checkpoint(
@@ -387,7 +396,8 @@ class _Video:
         self.fps = _Fingerprints(self.settings, self.plan, sha256(self.hero_png))
         self.manifest = _new_manifest(self.sku, self.fps.video, self.request.path, self.plan, self.settings)
 
-        self.reused = _valid_prefix(self.store, self.sku, read_manifest(self.store, self.sku), self.fps)
+        stored = read_manifest(self.store, self.sku)
+        self.reused = _valid_prefix(self.store, self.sku, stored, self.fps, pool)
         self.manifest["frames"] = list(self.reused)
         for record in self.reused:
             if self.on_frame:
