@@ -41,6 +41,9 @@ class Recording:
                     out.images[i][:] = np.nan
         return out
 
+    def __getattr__(self, name):  # the pipeline's config (native size) as the real one has it
+        return getattr(self.pipe, name)
+
 
 def _requests(prompts=PROMPTS) -> list[PaintRequest]:
     rng = np.random.default_rng(0)

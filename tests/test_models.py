@@ -101,9 +101,9 @@ def test_tiny_model_dir_concurrent_writers_agree(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert results == [tmp_path / "tiny-v1"] * 2
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny-v1"]
-    assert (tmp_path / "tiny-v1" / "model_index.json").is_file()
+    assert results == [tmp_path / "tiny-v2"] * 2
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-v2"]
+    assert (tmp_path / "tiny-v2" / "model_index.json").is_file()
 
 
 _WRITE_TINY = """
@@ -119,8 +119,8 @@ def test_tiny_model_dir_concurrent_processes_agree(tmp_path: Path) -> None:
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=120)[0].strip() for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
-    assert outputs == [str(tmp_path / "tiny-v1")] * 2
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny-v1"]
+    assert outputs == [str(tmp_path / "tiny-v2")] * 2
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-v2"]
     assert models.load_inpaint_pipeline(outputs[0], device="cpu").vae_scale_factor == 8
 
 

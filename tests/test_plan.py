@@ -39,6 +39,7 @@ def _simulate(plan):
 @pytest.mark.parametrize("lookahead", [64, 128, 256])
 def test_calls_paint_aligned_bands_at_least_64_px(name, lookahead):
     plan = plan_calls(PATHS[name], (512, 512), lookahead=lookahead, max_window=768)
+    assert plan.cell == GRID  # a 512 px frame at a 512 px model: output and model pixels agree
     for _, window, new in _simulate(plan):
         assert all(v % GRID == 0 for v in window), window
         assert max(window[2] - window[0], window[3] - window[1]) <= 768
@@ -73,14 +74,49 @@ def test_lookahead_makes_few_calls():
 
 
 def test_plan_is_a_pure_function_of_path_and_settings():
-    a = plan_calls(PATHS["arc"], (256, 256), lookahead=64, max_window=384)
-    b = plan_calls(PATHS["arc"], (256, 256), lookahead=64, max_window=384)
+    a = plan_calls(PATHS["arc"], (256, 256), native=256, lookahead=64, max_window=384)
+    b = plan_calls(PATHS["arc"], (256, 256), native=256, lookahead=64, max_window=384)
     assert a == b
-    assert a != plan_calls(PATHS["arc"], (256, 256), lookahead=128, max_window=384)
+    assert a != plan_calls(PATHS["arc"], (256, 256), native=256, lookahead=128, max_window=384)
+    assert a != plan_calls(PATHS["arc"], (256, 256), native=512, lookahead=64, max_window=384)
+
+
+def _scaled(path: camera.CameraPath, factor: int) -> camera.CameraPath:
+    return camera.from_shifts([(dx * factor, dy * factor) for dx, dy in path.shifts], fps=path.fps)
+
+
+@pytest.mark.parametrize("name", PATHS)
+@pytest.mark.parametrize("factor", [2, 3])
+def test_the_same_calls_at_every_output_size(name, factor):
+    """A frame `factor` times larger on a side, its path scaled alike: the model sees the same plan."""
+    small = plan_calls(PATHS[name], (512, 512), native=512)
+    large = plan_calls(_scaled(PATHS[name], factor), (512 * factor, 512 * factor), native=512)
+    assert large.cell == GRID * factor
+    assert [c.frames for c in large.calls] == [c.frames for c in small.calls]
+    assert [tuple(v * factor for v in c.window) for c in small.calls] == [c.window for c in large.calls]
+
+
+@pytest.mark.parametrize("size", [(1080, 1920), (1000, 562), (1920, 1080), (1080, 1350)])
+@pytest.mark.parametrize("name", ["seed", "arc", "back-and-forth"])
+def test_any_frame_size_is_painted_in_bands_of_64_model_px(size, name):
+    """Frame sides that are not multiples of the grid: every frame is still fully painted when written,
+    and every band is at least 64 model pixels wide at the scale of its own call."""
+    factor = max(1, round((size[0] * size[1]) ** 0.5 / 512))
+    plan = plan_calls(_scaled(PATHS[name], factor), size, native=512)
+    for _, window, new in _simulate(plan):
+        w, h = window[2] - window[0], window[3] - window[1]
+        assert all(v % plan.cell == 0 for v in window), window
+        assert max(w, h) <= max(768 * (size[0] * size[1]) ** 0.5 / 512, max(size) + plan.cell)
+        band = MIN_BAND * (w * h) ** 0.5 / 512  # model pixels at this call's scale, in output pixels
+        limit = 768 * (size[0] * size[1]) ** 0.5 / 512 - plan.cell  # a window this long cannot widen
+        for strip, side in ((np.flatnonzero(new.all(axis=1)), h), (np.flatnonzero(new.all(axis=0)), w)):
+            if len(strip) and side < limit:
+                runs = np.split(strip, np.flatnonzero(np.diff(strip) != 1) + 1)
+                assert all(len(r) >= band for r in runs), (window, [len(r) for r in runs], band)
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="divisible by 8"):
-        plan_calls(PATHS["seed"], (500, 512))
+    with pytest.raises(ValueError, match="lookahead"):
+        plan_calls(PATHS["seed"], (512, 512), lookahead=-1)
     with pytest.raises(ValueError, match="max_window"):
-        plan_calls(PATHS["seed"], (512, 512), max_window=256)
+        plan_calls(PATHS["seed"], (512, 512), max_window=4)

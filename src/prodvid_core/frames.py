@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import layout
+from prodvid_core import layout, resample
 from prodvid_core.camera import CameraPath
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
@@ -61,6 +61,7 @@ class FrameSettings:
     guidance: float = 7.5
     lookahead: int = 128
     max_window: int = 768
+    model_size: int | None = None  # the model's working side; None: the checkpoint's native side
     model: str = ""
     max_retries: int = 2
 
@@ -334,7 +335,8 @@ def generate_batch(
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
         raise ValueError(f"`batch_size` has to be 1 or more but is {batch_size}.")
-    videos = [_Video(store, request, on_frame) for request in requests]
+    native_side = resample.native_side(pipe)
+    videos = [_Video(store, r, on_frame, native=r.settings.model_size or native_side) for r in requests]
 
     # 2. SKUs with the same window sizes side by side, then a batch of them at a time
     order = sorted(range(len(videos)), key=lambda i: videos[i].window_sizes)
@@ -358,8 +360,9 @@ def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
             rounds.setdefault(video.call_key, []).append(video)
         for same in rounds.values():
             outs = inpaint_batch(
-                pipe, [v.paint_request() for v in same], max_retries=same[0].settings.max_retries
-            )
+                pipe, [v.paint_request() for v in same], max_retries=same[0].settings.max_retries,
+                native=same[0].native,
+            )  # fmt: skip
             for video, (out, attempt) in zip(same, outs, strict=True):
                 video.apply(out, attempt, batch=[v.sku for v in same])
 
@@ -371,17 +374,19 @@ def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
 class _Video:
     """One SKU's frames in the making: plan, fingerprints, manifest and world canvas."""
 
-    def __init__(self, store: ObjectStore, request: FramesRequest, on_frame: OnFrame | None):
+    def __init__(self, store: ObjectStore, request: FramesRequest, on_frame: OnFrame | None, *, native: int):
         size = request.hero.size
-        if size[0] % 8 or size[1] % 8:
+        if size[0] % 2 or size[1] % 2:
             raise InvalidInputError(
-                f"SKU {request.sku}: the hero image has to be a multiple of 8 px but is {size[0]}x{size[1]}."
+                f"SKU {request.sku}: the hero image has to have even sides (H.264 yuv420p) but is "
+                f"{size[0]}x{size[1]}."
             )
         self.store, self.request, self.sku, self.settings = store, request, request.sku, request.settings
-        self.on_frame = on_frame
+        self.on_frame, self.native = on_frame, native
         self.plan = plan_calls(
-            request.path, size, lookahead=self.settings.lookahead, max_window=self.settings.max_window
-        )
+            request.path, size, native=native, lookahead=self.settings.lookahead,
+            max_window=self.settings.max_window,
+        )  # fmt: skip
         self.result: FrameSet | None = None
 
     @property
@@ -425,7 +430,7 @@ class _Video:
     def call_key(self) -> tuple:
         """What calls must share to be painted together: window size, steps, guidance, retries."""
         s = self.settings
-        return self.window_sizes[self.last + 1], s.steps, s.guidance, s.max_retries
+        return self.window_sizes[self.last + 1], self.native, s.steps, s.guidance, s.max_retries
 
     def paint_request(self) -> PaintRequest:
         call = self.plan.calls[self.last + 1]
@@ -480,6 +485,7 @@ def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: Fra
         "steps": settings.steps,
         "guidance": settings.guidance,
         "lookahead": settings.lookahead,
+        "model_size": settings.model_size,
         "max_window": settings.max_window,
         "calls": calls,
         "frames": [],

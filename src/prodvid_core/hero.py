@@ -78,6 +78,7 @@ def generate(
     guidance: float = 7.5,
     model: str = "",
     blend_px: int = 4,
+    native: int | None = None,
 ) -> HeroResult:
     """Paint the scene described by `prompt` around the product of `canvas` (where `mask` is 255).
 
@@ -87,7 +88,9 @@ def generate(
         >>> result.image.save("hero.png")
     """
     request = HeroRequest(sku, canvas, mask, prompt, negative_prompt, seed)
-    return generate_batch(pipe, [request], steps=steps, guidance=guidance, model=model, blend_px=blend_px)[0]
+    return generate_batch(
+        pipe, [request], steps=steps, guidance=guidance, model=model, blend_px=blend_px, native=native
+    )[0]
 
 
 def generate_batch(
@@ -99,12 +102,15 @@ def generate_batch(
     model: str = "",
     blend_px: int = 4,
     batch_size: int = 1,
+    native: int | None = None,
 ) -> list[HeroResult]:
     """The hero images of many SKUs, painted `batch_size` at a time in one pipeline call each.
 
     Batching makes a GPU paint several SKUs for little more than the time of one. Every product pixel is
     pasted back exactly whatever the batch; the painted background may differ in its last bits from an
-    unbatched run (see `inpaint.inpaint_batch`), and `HeroResult.batch` records who shared the call.
+    unbatched run (see `inpaint.inpaint_batch`), and `HeroResult.batch` records who shared the call. The
+    model paints each canvas at its working size (`native`², default the checkpoint's own); the product is
+    pasted back from the output-size canvas, never resampled.
     """
     # 1. Check inputs, every SKU before any compute
     if batch_size < 1:
@@ -125,7 +131,7 @@ def generate_batch(
     for batch in batches(by_size, batch_size):
         start = time.perf_counter()
         painted = inpaint_batch(
-            pipe, [_paint_request(requests[i], paints[i], steps, guidance) for i in batch]
+            pipe, [_paint_request(requests[i], paints[i], steps, guidance) for i in batch], native=native
         )
         seconds = round(time.perf_counter() - start, 3)
 

@@ -1,7 +1,8 @@
-"""One diffusion inpainting call with the checks every caller needs: seeded, validated, retried.
+"""One diffusion inpainting call with the checks every caller needs: seeded, resampled, validated, retried.
 
-Both the hero image and the video frames paint through `inpaint`, so seeding and the detection of unusable
-output (NaN from an fp16 overflow, the black image of a safety checker, a constant wash) live in one place.
+Both the hero image and the video frames paint through `inpaint`, so seeding, the two resolutions (a window
+of the output canvas painted at the model's working size, `resample`) and the detection of unusable output
+(NaN from an fp16 overflow, the black image of a safety checker, a constant wash) live in one place.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from prodvid_core import resample
 from prodvid_core.errors import GenerationError
 
 __all__ = ["Prompt", "PaintRequest", "step_seed", "inpaint", "inpaint_batch", "batches", "is_unusable"]
@@ -65,9 +67,14 @@ class PaintRequest:
 
 
 def inpaint_batch(
-    pipe, requests: Sequence[PaintRequest], *, max_retries: int = 2
+    pipe, requests: Sequence[PaintRequest], *, max_retries: int = 2, native: int | None = None
 ) -> list[tuple[np.ndarray, int]]:
     """Paint `requests` in one pipeline call; return each new image (uint8) and the attempt that made it.
+
+    The requests' images are windows of the output canvas; the model paints them at its working size (their
+    aspect at about `native`², default the checkpoint's own, `resample.native_side`) and the result comes
+    back at the window's size. Only the pixels a request asked for are worth keeping: the others went
+    through the resampling and the VAE.
 
     Requests may come from different SKUs with different prompts; they must share the image size, the steps
     and the guidance, which are arguments of the whole call. Each request gets its own generator, seeded
@@ -90,16 +97,24 @@ def inpaint_batch(
         if (request.prompt.steps, request.prompt.guidance) != (first.prompt.steps, first.prompt.guidance):
             raise ValueError(f"requests of one call have to share steps and guidance (SKU {request.sku}).")
 
-    # 2. Paint; paint the unusable ones again with their next seeds
+    # 2. Resample every window to the model's working size
+    window = (first.paint.shape[1], first.paint.shape[0])
+    size = resample.working_size(window, native=native or resample.native_side(pipe))
+    images = [resample.to_model(r.image, size) for r in requests]
+    paints = [resample.paint_to_model(r.paint, size) for r in requests]
+
+    # 3. Paint; paint the unusable ones again with their next seeds; resample the usable ones back
     results: list[tuple[np.ndarray, int] | None] = [None] * len(requests)
     pending, reasons = list(range(len(requests))), {}
     for attempt in range(max_retries + 1):
-        outs = _call(pipe, [requests[i] for i in pending], attempt)
+        outs = _call(pipe, [requests[i] for i in pending], [images[i] for i in pending],
+                     [paints[i] for i in pending], attempt)  # fmt: skip
         failed = []
         for i, out in zip(pending, outs, strict=True):
-            reasons[i] = is_unusable(out[requests[i].paint])
+            reasons[i] = is_unusable(out[paints[i]])
             if reasons[i] is None:
-                results[i] = (out * 255).round().clip(0, 255).astype(np.uint8), attempt
+                painted = (out * 255).round().clip(0, 255).astype(np.uint8)
+                results[i] = resample.to_output(painted, window), attempt
             else:
                 failed.append(i)
         pending = failed
@@ -113,14 +128,17 @@ def inpaint_batch(
     )
 
 
-def _call(pipe, requests: list[PaintRequest], attempt: int) -> np.ndarray:
-    """One pipeline call over `requests` (float images in [0, 1], N×H×W×3)."""
-    height, width = requests[0].paint.shape
+def _call(
+    pipe, requests: list[PaintRequest], images: list[np.ndarray], paints: list[np.ndarray], attempt: int
+) -> np.ndarray:
+    """One pipeline call over `requests`, whose images and masks are at the working size (float images in
+    [0, 1], N×h×w×3)."""
+    height, width = paints[0].shape
     return pipe(
         prompt=[r.prompt.prompt for r in requests],
         negative_prompt=[r.prompt.negative_prompt for r in requests],
-        image=[Image.fromarray(r.image) for r in requests],
-        mask_image=[Image.fromarray(np.where(r.paint, 255, 0).astype(np.uint8)) for r in requests],
+        image=[Image.fromarray(image) for image in images],
+        mask_image=[Image.fromarray(np.where(paint, 255, 0).astype(np.uint8)) for paint in paints],
         height=height,
         width=width,
         num_inference_steps=requests[0].prompt.steps,
@@ -143,6 +161,7 @@ def inpaint(
     sku: str,
     what: str,
     max_retries: int = 2,
+    native: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Paint the `paint` pixels (bool, H×W) of `image` (uint8, H×W×3); return the new image and the attempt.
 
@@ -150,7 +169,7 @@ def inpaint(
     retried with the next seed, `max_retries` times, then a `GenerationError` names the SKU and `what`.
     """
     request = PaintRequest(image, paint, prompt, seed=seed, step=step, sku=sku, what=what)
-    return inpaint_batch(pipe, [request], max_retries=max_retries)[0]
+    return inpaint_batch(pipe, [request], max_retries=max_retries, native=native)[0]
 
 
 def batches(items: Sequence, size: int) -> list[list]:

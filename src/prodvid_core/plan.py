@@ -5,14 +5,19 @@ position. A pixel is painted once, by the first call that needs it, and never re
 function of the camera path and the settings, so a resumed run makes exactly the calls an uninterrupted run
 would make, with the same windows and seeds.
 
-World coordinates: frame 0 covers `[0, W) × [0, H)`. A content offset `(ox, oy)` means the camera window of
-that frame starts at `(-ox, -oy)`. With lookahead, everything is aligned to the VAE's 8-px latent grid, so
-the painted area is always a union of whole latent cells and the model never paints a sliver narrower than
-one cell (the original method's 5-px strips leave a seam every frame).
+World coordinates are output pixels: frame 0 covers `[0, W) × [0, H)`. A content offset `(ox, oy)` means
+the camera window of that frame starts at `(-ox, -oy)`. Every diffusion call paints its window at the
+model's working size (`resample`), so the plan's own lengths are model pixels converted at the frame's
+scale: `scale` output pixels per model pixel, where a frame resampled to the model's native area would
+be. With lookahead, windows sit on a grid of about one latent cell at that scale (a step that tiles the
+frame), bands are at least 64 model pixels wide at the scale of their own call, and a window is at most
+`max_window` model pixels on a side (or one frame, if that is larger): the same plan, in the same number
+of calls, at every output size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,8 +26,8 @@ from prodvid_core.camera import CameraPath
 
 __all__ = ["Box", "Call", "Plan", "plan_calls", "GRID", "MIN_BAND"]
 
-GRID = 8
-MIN_BAND = 64
+GRID = 8  # model pixels of one latent cell
+MIN_BAND = 64  # model pixels: a narrower band gives the model too little room for a coherent scene
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), world pixels
 
@@ -52,6 +57,7 @@ class Plan:
     calls: tuple[Call, ...]
     bounds: Box
     call_of_frame: tuple[int, ...] = field(repr=False)  # -1 for frames fully inside frame 0
+    cell: int = 1  # output pixels of the grid windows are aligned to
 
     def frame_box(self, k: int) -> Box:
         ox, oy = self.offsets[k]
@@ -59,11 +65,11 @@ class Plan:
         return (-ox, -oy, -ox + w, -oy + h)
 
 
-def _floor(v: int, cell: int = GRID) -> int:
+def _floor(v: int, cell: int) -> int:
     return v // cell * cell
 
 
-def _ceil(v: int, cell: int = GRID) -> int:
+def _ceil(v: int, cell: int) -> int:
     return -(-v // cell) * cell
 
 
@@ -71,7 +77,7 @@ def _union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
-def _align(box: Box, cell: int = GRID) -> Box:
+def _align(box: Box, cell: int) -> Box:
     return (_floor(box[0], cell), _floor(box[1], cell), _ceil(box[2], cell), _ceil(box[3], cell))
 
 
@@ -79,37 +85,34 @@ def _size(box: Box) -> tuple[int, int]:
     return box[2] - box[0], box[3] - box[1]
 
 
-class _Cells:
-    """The painted mask at cell resolution (a latent cell, or a pixel for the original method), over a
-    generous fixed extent around all frames."""
+class _Painted:
+    """The painted mask, pixel for pixel, over a generous fixed extent around all frames.
 
-    def __init__(self, extent: Box, cell: int):
-        self.extent, self.cell = extent, cell
+    Pixels, not grid cells: a frame whose side is not a multiple of the grid leaves part of a cell
+    painted, and a frame is ready only when every one of its pixels is.
+    """
+
+    def __init__(self, extent: Box):
+        self.extent = extent
         w, h = _size(extent)
-        self.painted = np.zeros((h // cell, w // cell), dtype=bool)
-
-    def _slice(self, box: Box) -> tuple[slice, slice]:
-        x0, y0, c = self.extent[0], self.extent[1], self.cell
-        return (
-            slice((box[1] - y0) // c, _ceil(box[3] - y0, c) // c),
-            slice((box[0] - x0) // c, _ceil(box[2] - x0, c) // c),
-        )
+        self.mask = np.zeros((h, w), dtype=bool)
 
     def view(self, box: Box) -> np.ndarray:
-        return self.painted[self._slice(_align(box, self.cell))]
+        x0, y0 = self.extent[0], self.extent[1]
+        return self.mask[box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0]
 
     def paint(self, box: Box) -> None:
-        self.painted[self._slice(box)] = True
+        self.view(box)[:] = True
 
     def covered(self, box: Box) -> bool:
         return bool(self.view(box).all())
 
 
 def _gaps(view: np.ndarray) -> tuple[int, int, int, int]:
-    """Width, in cells, of the unpainted strip along each side (left, top, right, bottom) of a window.
+    """Width, in pixels, of the unpainted strip along each side (left, top, right, bottom) of a window.
 
-    Measured as the distance from that side to the nearest painted cell, over the rows or columns that hold
-    any painted cell; 0 means the painted area touches that side.
+    Measured as the distance from that side to the nearest painted pixel, over the rows or columns that hold
+    any painted pixel; 0 means the painted area touches that side.
     """
     rows = np.flatnonzero(view.any(axis=1))
     cols = np.flatnonzero(view.any(axis=0))
@@ -122,63 +125,95 @@ def _gaps(view: np.ndarray) -> tuple[int, int, int, int]:
     return (left, top, right, bottom)
 
 
-def _widen_bands(window: Box, cells: _Cells, max_window: int) -> Box:
-    """Push each side whose new strip is thinner than MIN_BAND outward until the strip is MIN_BAND wide,
-    as far as `max_window` allows, so the model paints bands with enough room for a coherent scene."""
-    min_cells = MIN_BAND // GRID
-    x0, y0, x1, y1 = window
-    gaps = _gaps(cells.view(window))
-    if 0 < gaps[0] < min_cells:
-        x0 -= min(GRID * (min_cells - gaps[0]), max(0, max_window - (x1 - x0)))
-    if 0 < gaps[2] < min_cells:
-        x1 += min(GRID * (min_cells - gaps[2]), max(0, max_window - (x1 - x0)))
-    if 0 < gaps[1] < min_cells:
-        y0 -= min(GRID * (min_cells - gaps[1]), max(0, max_window - (y1 - y0)))
-    if 0 < gaps[3] < min_cells:
-        y1 += min(GRID * (min_cells - gaps[3]), max(0, max_window - (y1 - y0)))
-    return (x0, y0, x1, y1)
+@dataclass(frozen=True)
+class _Geometry:
+    """The plan's lengths in output pixels: model pixels converted at the frame's scale."""
+
+    native: int  # the model's native side (model pixels)
+    cell: int  # grid of windows (1: the original method, which tracks pixels)
+    reach: int  # lookahead: camera travel one call serves
+    limit: int  # the largest side of a window
+
+    def band(self, window: Box) -> int:
+        """MIN_BAND model pixels at the scale this window will be painted at, in whole cells."""
+        scale = math.sqrt(window[2] - window[0]) * math.sqrt(window[3] - window[1]) / self.native
+        return _ceil(math.ceil(MIN_BAND * scale), self.cell)
+
+
+def _widen_bands(window: Box, painted: _Painted, geo: _Geometry) -> Box:
+    """Push each side whose new strip is thinner than a band outward until the strip is a band wide, as
+    far as the window's size limit allows. Widening a window lowers its scale, so it is repeated until the
+    bands hold at the final window's scale."""
+    for _ in range(4):
+        band, (x0, y0, x1, y1) = geo.band(window), window
+        gaps = _gaps(painted.view(window))
+        room_x, room_y = max(0, geo.limit - (x1 - x0)), max(0, geo.limit - (y1 - y0))
+        if 0 < gaps[0] < band:
+            x0 -= min(_ceil(band - gaps[0], geo.cell), room_x)
+        room_x = max(0, geo.limit - (x1 - x0))
+        if 0 < gaps[2] < band:
+            x1 += min(_ceil(band - gaps[2], geo.cell), _floor(room_x, geo.cell))
+        if 0 < gaps[1] < band:
+            y0 -= min(_ceil(band - gaps[1], geo.cell), room_y)
+        room_y = max(0, geo.limit - (y1 - y0))
+        if 0 < gaps[3] < band:
+            y1 += min(_ceil(band - gaps[3], geo.cell), _floor(room_y, geo.cell))
+        if (x0, y0, x1, y1) == window:
+            break
+        window = (x0, y0, x1, y1)
+    return window
 
 
 def plan_calls(
-    path: CameraPath, frame_size: tuple[int, int], *, lookahead: int = 128, max_window: int = 768
+    path: CameraPath,
+    frame_size: tuple[int, int],
+    *,
+    native: int = 512,
+    lookahead: int = 128,
+    max_window: int = 768,
 ) -> Plan:
     """Plan the diffusion calls that paint every frame of `path`.
 
     Args:
         path: the camera path.
-        frame_size: `(width, height)` of a frame, multiples of 8.
-        lookahead: how far (pixels of camera travel) one call paints ahead of the first frame it serves.
-            0 is the original method: one call per frame that shows anything new, its window that frame,
-            painting just the exposed strip. Above 0, calls serve every frame within `lookahead` px of
-            travel, windows and bands sit on the 8-px latent grid, and bands are at least 64 px wide.
-        max_window: the largest side of a call's window (the model's comfortable size, 768 for SD-class).
+        frame_size: `(width, height)` of a frame, output pixels.
+        native: the side of the model's native square (512 for SD 1.5/2 inpainting, 1024 for SDXL).
+        lookahead: how far (model pixels of camera travel) one call paints ahead of the first frame it
+            serves. 0 is the original method: one call per frame that shows anything new, its window that
+            frame, painting just the exposed strip. Above 0, calls serve every frame within `lookahead` of
+            travel, windows sit on the latent grid and bands are at least 64 model pixels wide.
+        max_window: the largest side of a call's window in model pixels (768 for SD-class models); a window
+            always holds at least one frame.
     """
     w, h = frame_size
-    if w % GRID or h % GRID:
-        raise ValueError(f"`frame_size` has to be divisible by {GRID} but is {w}x{h}.")
+    if w < 1 or h < 1 or native < GRID:
+        raise ValueError(f"`frame_size` and `native` have to be positive but are {w}x{h} and {native}.")
     if lookahead < 0:
         raise ValueError(f"`lookahead` has to be 0 or more but is {lookahead}.")
-    if max(w, h) > max_window:
-        raise ValueError(f"`max_window` ({max_window}) has to be at least the frame size {w}x{h}.")
+    if max_window < GRID:
+        raise ValueError(f"`max_window` has to be at least {GRID} but is {max_window}.")
+    scale = math.sqrt(w * h) / native  # output pixels per model pixel, a frame at the native area
+    cell = _grid(w, h, round(GRID * scale)) if lookahead else 1
+    limit = max(_floor(round(max_window * scale), cell), _ceil(max(w, h), cell))
+    geo = _Geometry(native=native, cell=cell, reach=round(lookahead * scale), limit=limit)
     offsets = path.offsets()
     boxes = [(-ox, -oy, -ox + w, -oy + h) for ox, oy in offsets]
-    frame_extent = _align(boxes[0])
+    frame_extent = _align(boxes[0], cell)
     for b in boxes:
-        frame_extent = _union(frame_extent, _align(b))
-    pad = max_window
+        frame_extent = _union(frame_extent, _align(b, cell))
+    pad = _ceil(limit, cell)
     extent = (frame_extent[0] - pad, frame_extent[1] - pad, frame_extent[2] + pad, frame_extent[3] + pad)
-    # The original method (lookahead 0) paints exactly each frame's exposed strip, so it tracks pixels.
-    cells = _Cells(extent, GRID if lookahead else 1)
-    cells.paint(boxes[0])
+    painted = _Painted(extent)
+    painted.paint(boxes[0])
     bounds = boxes[0]
     calls: list[Call] = []
     call_of_frame = [-1]
     for k in range(1, len(boxes)):
-        if cells.covered(boxes[k]):
+        if painted.covered(boxes[k]):
             call_of_frame.append(call_of_frame[-1] if calls else -1)
             continue
-        window = _call_window(k, boxes, offsets, cells, lookahead, max_window)
-        cells.paint(window)
+        window = _call_window(k, boxes, offsets, painted, geo, lookahead > 0)
+        painted.paint(window)
         bounds = _union(bounds, window)
         calls.append(Call(index=len(calls), window=window, frames=(k,)))
         call_of_frame.append(len(calls) - 1)
@@ -189,24 +224,37 @@ def plan_calls(
         calls=tuple(calls),
         bounds=bounds,
         call_of_frame=tuple(call_of_frame),
+        cell=cell,
     )
 
 
+def _grid(w: int, h: int, target: int) -> int:
+    """The largest grid step up to `target` that tiles the frame exactly: then frame 0 is whole cells and no
+    window has to paint a sliver left over between frame 0's edge and the next grid line."""
+    common = math.gcd(w, h)
+    return max(d for d in range(1, max(1, target) + 1) if common % d == 0)
+
+
 def _call_window(
-    k: int, boxes: list[Box], offsets: list[tuple[int, int]], cells: _Cells, lookahead: int, max_window: int
+    k: int,
+    boxes: list[Box],
+    offsets: list[tuple[int, int]],
+    painted: _Painted,
+    geo: _Geometry,
+    ahead: bool,
 ) -> Box:
     """The window of a call that starts at frame k: the bounding box of the frames it serves."""
-    if lookahead == 0:
+    if not ahead:
         return boxes[k]
-    window = _align(boxes[k])
+    window = _align(boxes[k], geo.cell)
     start = offsets[k - 1]
     for j in range(k + 1, len(boxes)):
         travel = max(abs(offsets[j][0] - start[0]), abs(offsets[j][1] - start[1]))
-        grown = _align(_union(window, boxes[j]))
-        if travel > lookahead or max(_size(grown)) > max_window:
+        grown = _align(_union(window, boxes[j]), geo.cell)
+        if travel > geo.reach or max(_size(grown)) > geo.limit:
             break
         window = grown
-    return _widen_bands(window, cells, max_window)
+    return _widen_bands(window, painted, geo)
 
 
 def _attach_frames(calls: list[Call], call_of_frame: list[int]) -> list[Call]:

@@ -51,6 +51,7 @@ class Settings:
     guidance: float = 7.5
     lookahead: int = 128
     max_window: int = 768
+    model_size: int | None = None
     batch_size: int = 1
 
     def __post_init__(self) -> None:
@@ -61,7 +62,11 @@ class Settings:
             "steps": (self.steps >= 1, "1 or more"),
             "guidance": (self.guidance >= 0, "0 or more"),
             "lookahead": (self.lookahead >= 0, "0 or more"),
-            "max_window": (self.max_window >= self.size, f"at least `size` ({self.size})"),
+            "max_window": (self.max_window >= 64, "64 or more (model pixels)"),
+            "model_size": (
+                self.model_size is None or (self.model_size >= 64 and self.model_size % 8 == 0),
+                "unset (the checkpoint's own) or a multiple of 8, 64 or more",
+            ),
             "batch_size": (self.batch_size >= 1, "1 or more"),
         }
         bad = {name: want for name, (ok, want) in rules.items() if not ok}
@@ -112,7 +117,7 @@ def _env_settings() -> dict:
         if not raw:
             continue
         try:
-            values[f.name] = {"int": int, "float": float}.get(str(f.type), str)(raw)
+            values[f.name] = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)(raw)
         except ValueError:
             raise SettingsError(
                 f"PRODVID_{f.name.upper()} must be a number ({f.type}) but is {raw!r}."
@@ -156,7 +161,7 @@ def make_heroes(
         wanted = {
             "model": model, "prompt": brief.prompt, "negative_prompt": brief.negative_prompt,
             "seed": brief.seed, "steps": settings.steps, "guidance": settings.guidance,
-            "canvas_sha256": canvas_sha[sku],
+            "model_size": settings.model_size, "canvas_sha256": canvas_sha[sku],
         }  # fmt: skip
         stored = _stored_hero(store, sku, wanted)
         if stored is not None:
@@ -177,6 +182,7 @@ def make_heroes(
                 guidance=settings.guidance,
                 model=model,
                 batch_size=len(batch),
+                native=settings.model_size,
             )
             for request, result in zip(batch, results, strict=True):
                 artifacts.save_hero(store, request.sku, result, canvas_sha256=canvas_sha[request.sku])
@@ -201,7 +207,7 @@ def frame_settings(brief: Brief, settings: Settings) -> frames.FrameSettings:
     return frames.FrameSettings(
         prompt=brief.prompt, negative_prompt=brief.negative_prompt, seed=brief.seed, steps=settings.steps,
         guidance=settings.guidance, lookahead=settings.lookahead, max_window=settings.max_window,
-        model=settings.model_key(settings.frames_model),
+        model_size=settings.model_size, model=settings.model_key(settings.frames_model),
     )  # fmt: skip
 
 
