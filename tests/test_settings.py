@@ -16,7 +16,8 @@ from prodvid_core.run import Settings
         ("steps", 0, "`steps` has to be 1 or more but is 0"),
         ("guidance", -1.0, "`guidance` has to be 0 or more"),
         ("lookahead", -8, "`lookahead` has to be 0 or more"),
-        ("max_window", 256, "`max_window` has to be at least `size` (512)"),
+        ("max_window", 32, "`max_window` has to be 64 or more (model pixels)"),
+        ("model_size", 500, "`model_size` has to be unset (the checkpoint's own) or a multiple of 8"),
         ("batch_size", 0, "`batch_size` has to be 1 or more but is 0"),
     ],
 )
@@ -27,12 +28,13 @@ def test_a_setting_that_cannot_work_is_refused_naming_it_and_its_env_var(field, 
 
 
 def test_env_vars_then_preset_then_overrides_checked_once_as_a_whole(monkeypatch):
-    monkeypatch.setenv("PRODVID_SIZE", "1024")  # alone, above the default 768 px max_window
+    monkeypatch.setenv("PRODVID_MAX_WINDOW", "32")  # alone, below the smallest window
+    monkeypatch.setenv("PRODVID_MODEL_SIZE", "1024")
     monkeypatch.setenv("PRODVID_BATCH_SIZE", "4")
     with pytest.raises(SettingsError, match="max_window"):
         Settings.from_env()
     settings = Settings.from_env("tiny", max_window=1024, steps=None)
-    assert (settings.size, settings.max_window, settings.batch_size) == (1024, 1024, 4)
+    assert (settings.model_size, settings.max_window, settings.batch_size) == (1024, 1024, 4)
     assert settings.hero_model == settings.frames_model == models.TINY_PRESET
     assert settings.steps == Settings.steps  # None overrides nothing
     monkeypatch.setenv("PRODVID_BATCH_SIZE", "four")

@@ -19,7 +19,8 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.steps` | `PRODVID_STEPS` | 25 |
 | `ModelsResource.guidance` | `PRODVID_GUIDANCE` | 7.5 |
 | `ModelsResource.lookahead` | `PRODVID_LOOKAHEAD` | 128 |
-| `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 768 |
+| `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 768 (model pixels) |
+| `ModelsResource.model_size` | `PRODVID_MODEL_SIZE` | the checkpoint's native side |
 | `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
@@ -64,7 +65,12 @@ class ModelsResource(dg.ConfigurableResource):
         description="Px of camera travel one call paints ahead; 0 = one call per frame ($PRODVID_LOOKAHEAD).",
     )
     max_window: int | None = Field(
-        None, description="Largest side of a diffusion window ($PRODVID_MAX_WINDOW)."
+        None, description="Largest side of a diffusion window, model pixels ($PRODVID_MAX_WINDOW, 768)."
+    )
+    model_size: int | None = Field(
+        None,
+        description="Side of the square the models paint at; default the checkpoint's native one "
+        "($PRODVID_MODEL_SIZE).",
     )
 
     batch_size: int | None = Field(

@@ -56,6 +56,7 @@ def test_shipped_dagster_yaml(tmp_path):
         ({"PRODVID_STEPS": "3"}, "steps", 3),
         ({"PRODVID_GUIDANCE": "4.5"}, "guidance", 4.5),
         ({"PRODVID_SIZE": "384"}, "size", 384),
+        ({"PRODVID_MODEL_SIZE": "1024"}, "model_size", 1024),
         ({"PRODVID_DTYPE": "float32"}, "dtype", "float32"),
         ({"PRODVID_PRESET": "tiny"}, "frames_model", "tiny"),
     ],
