@@ -83,7 +83,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
     parser.add_argument("--size", type=int, help="canvas side in px, a multiple of 8 (default 512)")
     parser.add_argument(
-        "--lookahead", type=int, help="px of camera travel one call paints ahead; 0 = per frame"
+        "--lookahead", type=int, help="model px of camera travel one call paints ahead; 0 = per frame"
+    )
+    parser.add_argument(
+        "--model-size", type=int, help="side of the square the models paint at (default: the checkpoint's)"
     )
 
 
@@ -92,7 +95,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         args.preset,
         hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
         scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
-        lookahead=args.lookahead, batch_size=getattr(args, "batch_size", None),
+        lookahead=args.lookahead, model_size=args.model_size, batch_size=getattr(args, "batch_size", None),
     )  # fmt: skip
 
 
