@@ -125,6 +125,9 @@ def _call(pipe, requests: list[PaintRequest], attempt: int) -> np.ndarray:
         width=width,
         num_inference_steps=requests[0].prompt.steps,
         guidance_scale=requests[0].prompt.guidance,
+        # Pure noise under the mask and every step run, for SD and SDXL alike (SDXL defaults to 0.9999):
+        # see "Calling a pipeline" in prodvid_core.models.
+        strength=1.0,
         generator=[
             torch.Generator(device="cpu").manual_seed(step_seed(r.seed, r.step, attempt)) for r in requests
         ],
