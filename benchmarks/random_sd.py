@@ -2,24 +2,29 @@
 
 No machine of this project can download the real weights, but a network's cost on a GPU depends on its
 architecture, its dtype and the sizes it is called with, not on the values of its weights. This writes the
-exact architecture of the two default models, with random weights, as a standard diffusers folder:
+exact architecture of the two default models and of SDXL inpainting, with random weights, as a standard
+diffusers folder:
 
 - `sd15`: `stable-diffusion-v1-5/stable-diffusion-inpainting` (UNet 859.5M, CLIP ViT-L/14 text encoder
   123.1M, VAE 83.7M parameters);
 - `sd2`: `stabilityai/stable-diffusion-2-inpainting` (UNet 865.9M, OpenCLIP ViT-H/14 text encoder 340.4M,
-  the same VAE).
+  the same VAE);
+- `sdxl`: `diffusers/stable-diffusion-xl-1.0-inpainting-0.1` (UNet 2,567.5M, text encoders CLIP ViT-L/14
+  123.1M and OpenCLIP ViT-bigG/14 with its projection 694.7M, a VAE of the same shape 83.7M), native 1024².
 
-The configurations are those of the Hub repositories' `unet/`, `vae/`, `text_encoder/` and `scheduler/`
-config files (spelled out below, with defaults of the installed classes named where they are relied on), so
-`prodvid_core.models.load_inpaint_pipeline(folder)` loads the folder through the same `from_pretrained` path
-as a download. What it paints is noise: use it for time and memory, never to look at images.
+The configurations are those of the Hub repositories' `unet/`, `vae/`, `text_encoder/`, `text_encoder_2/`
+and `scheduler/` config files (spelled out below, with defaults of the installed classes named where they
+are relied on), so `prodvid_core.models.load_inpaint_pipeline(folder)` loads the folder through the same
+`from_pretrained` path as a download. What it paints is noise: use it for time and memory, never to look at
+images.
 
 The tokenizer is the tiny preset's small BPE vocabulary, padded to CLIP's 77 tokens: the real CLIP vocabulary
 is not available offline, and the cost of the text encoder depends on the sequence length (77) and the size
 of its embedding table (49408 rows, kept), not on which ids a prompt maps to.
 
-Run `python benchmarks/random_sd.py sd15 DIR` (or `sd2`); `bench_frames.py` and `bench_batch.py` take
-`--model random-sd15` / `random-sd2` and build the folder once into `$PRODVID_CACHE` (`~/.cache/prodvid`).
+Run `python benchmarks/random_sd.py sd15 DIR` (or `sd2`, `sdxl`); `bench_frames.py` and `bench_batch.py` take
+`--model random-sd15` / `random-sd2` / `random-sdxl` and build the folder once into `$PRODVID_CACHE`
+(`~/.cache/prodvid`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 import torch
 
-from prodvid_core import models
+from prodvid_core import models, presets
 from prodvid_core.run import Settings
 
 __all__ = [
@@ -47,16 +52,19 @@ __all__ = [
     "benchmark_settings",
 ]
 
-ARCHS = ("sd15", "sd2")
+ARCHS = ("sd15", "sd2", "sdxl")
 
 # Bump when an architecture, the tokenizer or the seeding changes, so an old cached folder is not reused.
 _CACHE_VERSION = "v1"
 _MODEL_PREFIX = "random-"
+# What building a folder takes, said before starting (the float32 weights are held before the cast).
+_BUILD_COST = {"sd15": "about 20 s and 5 GB of memory", "sd2": "about 20 s and 5 GB of memory"}
+_BUILD_COST["sdxl"] = "minutes and 14 GB of memory"
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
-# UNet2DConditionModel's defaults (diffusers 0.42) already are SD's: the four block types, block_out_channels
-# (320, 640, 1280, 1280), layers_per_block 2, norm_num_groups 32, silu, flip_sin_to_cos, freq_shift 0,
-# upcast_attention False. What the Hub configs set on top of them:
+# SD 1.5 and 2. UNet2DConditionModel's defaults (diffusers 0.42) already are SD's: the four block types,
+# block_out_channels (320, 640, 1280, 1280), layers_per_block 2, norm_num_groups 32, silu, flip_sin_to_cos,
+# freq_shift 0, upcast_attention False. What the Hub configs set on top of them:
 _UNET: dict[str, dict[str, Any]] = {
     "sd15": {"attention_head_dim": 8, "cross_attention_dim": 768},
     "sd2": {
@@ -75,7 +83,7 @@ _UNET_COMMON: dict[str, Any] = {
     "layers_per_block": 2,
 }
 
-# The same VAE in both (scaling_factor 0.18215 and force_upcast are AutoencoderKL's defaults).
+# The same VAE in SD 1.5 and 2 (scaling_factor 0.18215 and force_upcast are AutoencoderKL's defaults).
 _VAE: dict[str, Any] = {
     "sample_size": 256,
     "in_channels": 3,
@@ -111,7 +119,7 @@ _TEXT: dict[str, dict[str, Any]] = {
 }
 _TEXT_COMMON: dict[str, Any] = {"vocab_size": 49408, "max_position_embeddings": 77, "layer_norm_eps": 1e-5}
 
-# Both Hub repositories ship this PNDM scheduler (scheduler/scheduler_config.json).
+# The SD 1.5 and 2 repositories ship this PNDM scheduler (scheduler/scheduler_config.json).
 _SCHEDULER: dict[str, Any] = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -122,6 +130,52 @@ _SCHEDULER: dict[str, Any] = {
     "steps_offset": 1,
 }
 
+# SDXL inpainting 0.1 (`diffusers/stable-diffusion-xl-1.0-inpainting-0.1`, its unet/config.json): three levels
+# instead of four, no attention at the full-resolution level, 1/2/10 transformer layers per block at the
+# others with 64-channel heads, cross-attention over both text encoders' hidden states side by side
+# (768 + 1280 = 2048), and the `text_time` added embedding: the second encoder's pooled projection (1280) plus
+# six size numbers (original size, crop corner, target size) of 256 channels each, 6 × 256 + 1280 = 2816.
+_SDXL_UNET: dict[str, Any] = {
+    "sample_size": 128,  # latent side of a 1024-px image
+    "in_channels": 9,
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "block_out_channels": (320, 640, 1280),
+    "layers_per_block": 2,
+    "attention_head_dim": (5, 10, 20),
+    "transformer_layers_per_block": (1, 2, 10),
+    "use_linear_projection": True,
+    "cross_attention_dim": 2048,
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
+# SD's VAE architecture; SDXL inpainting 0.1 ships the fp16-safe SDXL VAE, hence force_upcast false.
+_SDXL_VAE: dict[str, Any] = {**_VAE, "sample_size": 512, "scaling_factor": 0.13025, "force_upcast": False}
+# text_encoder/ is SD 1.5's CLIP ViT-L text tower; text_encoder_2/ OpenCLIP ViT-bigG/14's, with projection.
+_SDXL_TEXT_2: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "projection_dim": 1280,
+    "hidden_act": "gelu",
+}
+# scheduler/scheduler_config.json of SDXL inpainting 0.1 (and SDXL base): Euler, "leading" spacing.
+_SDXL_SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "interpolation_type": "linear",
+    "timestep_spacing": "leading",
+    "steps_offset": 1,
+    "use_karras_sigmas": False,
+}
+
 
 def write_random_sd(
     directory: str | os.PathLike[str], arch: str, *, seed: int = 0, dtype: str = "float16"
@@ -130,17 +184,18 @@ def write_random_sd(
 
     The folder is what `save_pretrained` writes for a real checkpoint (safetensors, `model_index.json`), so a
     benchmark pointed at it runs exactly the code, and does exactly the arithmetic, that it would run on the
-    real model. float16 by default: it halves the folder (2.1 GB for `sd15`, 2.6 GB for `sd2`), is what
-    prodvid runs on CUDA, and `load_inpaint_pipeline(..., dtype="float32")` upcasts on load for a CPU run.
+    real model. float16 by default: it halves the folder (2.1 GB for `sd15`, 2.6 GB for `sd2`, 6.9 GB for
+    `sdxl`), is what prodvid runs on CUDA, and `load_inpaint_pipeline(..., dtype="float32")` upcasts on load
+    for a CPU run.
 
     The weights are a pure function of `arch`, `seed` and the torch version: they are drawn from torch's
     global generator, seeded and restored around the build (so no other thread should draw from it
     meanwhile). Building holds the float32 weights before the cast: 4.6 GB peak for `sd15`, 5.4 GB for `sd2`,
-    and about 20 s on two CPU cores.
+    about 20 s on two CPU cores; `sdxl` holds 3.5 billion float32 parameters (14 GB) and takes minutes.
 
     Args:
         directory: an empty or missing folder.
-        arch: `"sd15"` or `"sd2"`.
+        arch: `"sd15"`, `"sd2"` or `"sdxl"`.
         seed: seed of the random weights.
         dtype: `"float16"`, `"bfloat16"` or `"float32"`: the dtype of the stored weights.
 
@@ -148,7 +203,7 @@ def write_random_sd(
         >>> folder = write_random_sd("/tmp/random-sd15", "sd15")
         >>> pipe = models.load_inpaint_pipeline(str(folder), device="cuda")
     """
-    from diffusers import StableDiffusionInpaintPipeline
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline
 
     # 1. Check inputs
     path = Path(directory)
@@ -163,58 +218,92 @@ def write_random_sd(
     tokenizer = _tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vae, text_encoder, unet = _vae(), _text_encoder(arch, tokenizer), _unet(arch)
-    for module in (vae, text_encoder, unet):
+        modules = _modules(arch, tokenizer)
+    for module in modules.values():
         # nn.Module.to, not diffusers' override, which warns of "modules that should be kept in float32: []"
         # even when there are none. Floating-point tensors only: integer buffers keep their dtype.
         torch.nn.Module.to(module, _DTYPES[dtype])
-    pipe = StableDiffusionInpaintPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    if arch == "sdxl":
+        pipe = StableDiffusionXLInpaintPipeline(
+            **modules,
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer,
+            scheduler=_scheduler(arch),
+            requires_aesthetics_score=False,  # model_index.json of SDXL inpainting 0.1
+            force_zeros_for_empty_prompt=True,
+        )
+    else:
+        pipe = StableDiffusionInpaintPipeline(
+            **modules,
+            tokenizer=tokenizer,
+            scheduler=_scheduler(arch),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
 
     # 3. Save as a standard diffusers folder
     pipe.save_pretrained(path, safe_serialization=True)
     return path
 
 
+def _modules(arch: str, tokenizer: Any) -> dict[str, Any]:
+    """The weighted modules of `arch` by pipeline argument name, built in the order the weights are drawn.
+
+    The order (VAE, text encoder(s), UNet) is part of what a seed means: keep it, or bump `_CACHE_VERSION`.
+    """
+    modules = {"vae": _vae(arch), "text_encoder": _text_encoder(arch, tokenizer)}
+    if arch == "sdxl":
+        modules["text_encoder_2"] = _text_encoder_2(tokenizer)
+    modules["unet"] = _unet(arch)
+    return modules
+
+
 def _unet(arch: str) -> Any:
     from diffusers import UNet2DConditionModel
 
+    if arch == "sdxl":
+        return UNet2DConditionModel(**_SDXL_UNET)
     return UNet2DConditionModel(**_UNET_COMMON, **_UNET[arch])
 
 
-def _vae() -> Any:
+def _vae(arch: str) -> Any:
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(**_VAE)
+    return AutoencoderKL(**(_SDXL_VAE if arch == "sdxl" else _VAE))
 
 
 def _text_encoder(arch: str, tokenizer: Any) -> Any:
     """The text model of `arch`, with the tokenizer's special ids so the pooled output reads its end token."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
-    config = CLIPTextConfig(
+    return CLIPTextModel(_text_config(_TEXT["sd15" if arch == "sdxl" else arch], tokenizer))
+
+
+def _text_encoder_2(tokenizer: Any) -> Any:
+    """SDXL's second text model: OpenCLIP ViT-bigG/14's text tower and its 1280 × 1280 text projection."""
+    from transformers import CLIPTextModelWithProjection
+
+    return CLIPTextModelWithProjection(_text_config(_SDXL_TEXT_2, tokenizer))
+
+
+def _text_config(fields: dict[str, Any], tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
         **_TEXT_COMMON,
-        **_TEXT[arch],
+        **fields,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return CLIPTextModel(config)
 
 
 def _tokenizer() -> Any:
     """The tiny preset's CLIP tokenizer (77 tokens, ids far below 49408), read from its public folder."""
     from transformers import CLIPTokenizer
 
-    tokenizer = CLIPTokenizer.from_pretrained(models.tiny_model_dir() / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(presets.tiny_model_dir() / "tokenizer")
     if tokenizer.model_max_length != _TEXT_COMMON["max_position_embeddings"] or len(tokenizer) > 49408:
         raise ValueError(
             f"the tiny preset's tokenizer has to pad to 77 tokens with fewer than 49408 ids but pads to "
@@ -223,14 +312,14 @@ def _tokenizer() -> Any:
     return tokenizer
 
 
-def _scheduler() -> Any:
-    from diffusers import PNDMScheduler
+def _scheduler(arch: str) -> Any:
+    from diffusers import EulerDiscreteScheduler, PNDMScheduler
 
-    return PNDMScheduler(**_SCHEDULER)
+    return EulerDiscreteScheduler(**_SDXL_SCHEDULER) if arch == "sdxl" else PNDMScheduler(**_SCHEDULER)
 
 
 def parameter_counts(directory: str | os.PathLike[str]) -> dict[str, int]:
-    """Parameters per component (`unet`, `text_encoder`, `vae`) of a diffusers folder, from the file headers.
+    """Parameters per component (`unet`, `text_encoder`, `vae`, ...) of a diffusers folder, from file headers.
 
     Reads only the safetensors headers, so it counts what is on disk without loading gigabytes; integer
     tensors (the text encoder's `position_ids`, if a version stores it) are buffers, not parameters, and
@@ -281,9 +370,7 @@ def random_sd_dir(arch: str, cache_dir: str | os.PathLike[str] | None = None) ->
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        print(
-            f"building {final.name} into {final} (once: about 20 s and 5 GB of memory on a CPU)", flush=True
-        )
+        print(f"building {final.name} into {final} (once: {_BUILD_COST[arch]} on a CPU)", flush=True)
         write_random_sd(staging, arch)
         os.rename(staging, final)
     except OSError:
@@ -295,7 +382,7 @@ def random_sd_dir(arch: str, cache_dir: str | os.PathLike[str] | None = None) ->
 
 
 def resolve_benchmark_model(model: str) -> str:
-    """Map `random-sd15` / `random-sd2` to their cached folder (built on first use); return others unchanged.
+    """Map `random-sd15` / `-sd2` / `-sdxl` to their cached folder (built on first use); others go unchanged.
 
     Anything else (`tiny`, a Hub id, a folder) goes on to `prodvid_core.models` as it is.
     """
@@ -308,7 +395,9 @@ def resolve_benchmark_model(model: str) -> str:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmarks' `--model`, `--device` and `--dtype`."""
     parser.add_argument(
-        "--model", default=models.TINY_PRESET, help="tiny, random-sd15, random-sd2, Hub id, folder"
+        "--model",
+        default=models.TINY_PRESET,
+        help="tiny, tiny-xl, random-sd15, random-sd2, random-sdxl, Hub id, folder",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index>")
     parser.add_argument("--dtype", default=None, help="float16, bfloat16, float32 (default: float16 on CUDA)")

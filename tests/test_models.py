@@ -1,10 +1,7 @@
-"""prodvid_core.models: the tiny preset is a real diffusers checkpoint; loads are cached and fail clearly."""
+"""prodvid_core.models: presets and checkpoints load through from_pretrained, once; failures are clear."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prodvid_core import models
+from prodvid_core import models, presets
 from prodvid_core.errors import ModelUnavailableError, ProdvidError
 
 PROMPT = "a bottle on a wooden table"
@@ -28,7 +25,7 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dir(cache_root: Path) -> Path:
-    return models.tiny_model_dir(cache_root)
+    return presets.tiny_model_dir(cache_root)
 
 
 @pytest.fixture(autouse=True)
@@ -58,104 +55,6 @@ def _inpaint(pipe, *, size: int = 64, seed: int = 0) -> np.ndarray:
         generator=torch.Generator("cpu").manual_seed(seed),
     ).images[0]
     return np.asarray(out)
-
-
-# --- the tiny preset on disk -----------------------------------------------------------------------------
-
-
-def test_tiny_folder_is_a_standard_diffusers_checkpoint(tiny_dir: Path) -> None:
-    index = json.loads((tiny_dir / "model_index.json").read_text())
-    assert index["_class_name"] == "StableDiffusionInpaintPipeline"
-    assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
-    assert index["vae"] == ["diffusers", "AutoencoderKL"]
-    assert index["text_encoder"] == ["transformers", "CLIPTextModel"]
-    assert index["tokenizer"] == ["transformers", "CLIPTokenizer"]
-    assert index["safety_checker"] == [None, None]
-    unet = json.loads((tiny_dir / "unet" / "config.json").read_text())
-    vae = json.loads((tiny_dir / "vae" / "config.json").read_text())
-    assert (unet["in_channels"], unet["out_channels"]) == (9, 4)
-    assert len(vae["block_out_channels"]) == 4
-    assert vae["latent_channels"] == 4
-    for part in ("unet", "vae"):
-        assert (tiny_dir / part / "diffusion_pytorch_model.safetensors").is_file()
-    assert (tiny_dir / "text_encoder" / "model.safetensors").is_file()
-
-
-def test_tiny_model_dir_writes_once_and_leaves_no_staging(cache_root: Path, tiny_dir: Path) -> None:
-    stamp = (tiny_dir / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
-    assert models.tiny_model_dir(cache_root) == tiny_dir
-    assert (tiny_dir / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
-    assert [p.name for p in cache_root.iterdir()] == [tiny_dir.name]
-
-
-def test_tiny_model_dir_concurrent_writers_agree(tmp_path: Path) -> None:
-    barrier = threading.Barrier(2)
-    results: list[Path] = []
-
-    def write() -> None:
-        barrier.wait()
-        results.append(models.tiny_model_dir(tmp_path))
-
-    threads = [threading.Thread(target=write) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [tmp_path / "tiny-v2"] * 2
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny-v2"]
-    assert (tmp_path / "tiny-v2" / "model_index.json").is_file()
-
-
-_WRITE_TINY = """
-import sys
-from prodvid_core import models
-print(models.tiny_model_dir(sys.argv[1]))
-"""
-
-
-def test_tiny_model_dir_concurrent_processes_agree(tmp_path: Path) -> None:
-    """Two processes racing to write the preset: one rename wins, the other uses its folder."""
-    command = [sys.executable, "-c", _WRITE_TINY, str(tmp_path)]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [run.communicate(timeout=120)[0].strip() for run in runs]
-    assert [run.returncode for run in runs] == [0, 0]
-    assert outputs == [str(tmp_path / "tiny-v2")] * 2
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny-v2"]
-    assert models.load_inpaint_pipeline(outputs[0], device="cpu").vae_scale_factor == 8
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
-
-
-def test_write_tiny_model_is_seeded_and_leaves_global_rng_alone(tmp_path: Path, tiny_dir: Path) -> None:
-    before = torch.random.get_rng_state()
-    again = models.write_tiny_model(tmp_path / "again", seed=0)
-    other = models.write_tiny_model(tmp_path / "other", seed=1)
-    assert torch.equal(torch.random.get_rng_state(), before)
-    reference, same, different = _weights(tiny_dir), _weights(again), _weights(other)
-    assert reference.keys() == same.keys() == different.keys()
-    assert all(torch.equal(reference[k], same[k]) for k in reference)
-    assert not torch.equal(reference["conv_in.weight"], different["conv_in.weight"])
-
-
-def test_tiny_tokenizer_encodes_words_after_a_save_and_reload(tiny_dir: Path) -> None:
-    from transformers import CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(tiny_dir / "tokenizer")
-    ids = tokenizer(PROMPT).input_ids
-    words = ids[1:-1]
-    assert (ids[0], ids[-1]) == (tokenizer.bos_token_id, tokenizer.eos_token_id)
-    assert len(words) == 6  # whole-word tokens: a, bottle, on, a, wooden, table
-    assert len(set(words)) == 5
-    assert tokenizer.unk_token_id not in words
-    assert tokenizer.decode(ids, skip_special_tokens=True) == PROMPT
-    assert tokenizer.model_max_length == 77
-    # Unseen text still encodes, byte by byte, never into the unknown token.
-    unseen = tokenizer("zyxq émoji ✓").input_ids[1:-1]
-    assert len(unseen) > 5 and tokenizer.unk_token_id not in unseen
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -201,10 +100,22 @@ def test_clear_cache_forgets_loaded_pipelines(tiny_pipe) -> None:
     assert models.load_inpaint_pipeline("tiny", device="cpu") is not tiny_pipe
 
 
-def test_resolve_model_maps_only_the_preset(tiny_dir: Path) -> None:
+def test_resolve_model_maps_only_the_presets(cache_root: Path, tiny_dir: Path) -> None:
     assert models.resolve_model(models.TINY_PRESET) == str(tiny_dir)
+    assert models.resolve_model(models.TINY_XL_PRESET) == str(cache_root / "tiny-xl-v1")
     assert models.resolve_model(models.DEFAULT_HERO_MODEL) == models.DEFAULT_HERO_MODEL
     assert models.resolve_model("/some/folder") == "/some/folder"
+
+
+def test_native_size_is_the_unet_sample_size_times_the_vae_scale_factor(tiny_pipe) -> None:
+    from types import SimpleNamespace
+
+    assert models.native_size(tiny_pipe) == 32 * 8 == 256
+    assert models.native_size(models.load_inpaint_pipeline("tiny-xl", device="cpu")) == 64 * 8 == 512
+    for sample_size, side in ((128, 1024), ([96, 96], 768), ((64, 144), 768)):  # a (height, width) pair:
+        pipe = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(sample_size=sample_size)))
+        pipe.vae_scale_factor = 8
+        assert models.native_size(pipe) == side  # the square of the same area
 
 
 # --- an inpainting call ----------------------------------------------------------------------------------

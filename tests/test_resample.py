@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from prodvid_core import camera, canvas, frames, hero, mask, resample, verify
+from prodvid_core import camera, canvas, frames, hero, mask, models, resample, verify
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
 
@@ -60,7 +60,7 @@ def test_a_story_is_painted_at_the_models_size_and_the_product_kept_exact(tiny_p
     """1080x1920 output, the tiny model's 256 px native area: hero and frames never call the model above
     it, the product is placed once at full output detail and exact in the hero image and every frame."""
     pipe = _Recording(tiny_pipe)
-    native = resample.native_side(tiny_pipe)
+    native = models.native_size(tiny_pipe)
     assert native == 256
     expanded = canvas.expand(sample_photo_bytes(), sku="S-1", size=(1080, 1920))
     assert expanded.placement.scale == 1.0  # the sample fits: copied, not resampled

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from prodvid_core import __version__, camera, inbox, layout, models, sample
+from prodvid_core import __version__, camera, inbox, layout, models, presets, sample
 from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError, validate_sku
 from prodvid_core.frames import OnFrame
@@ -59,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
 
     mod = sub.add_parser("models", help="model utilities")
     mod_sub = mod.add_subparsers(dest="models_command", required=True)
-    tiny = mod_sub.add_parser("tiny", help="write the offline tiny preset as a diffusers folder")
-    tiny.add_argument("directory", type=Path)
+    for preset in models.PRESETS:
+        write = mod_sub.add_parser(preset, help=f"write the offline {preset} preset as a diffusers folder")
+        write.add_argument("directory", type=Path)
 
     smp = sub.add_parser("sample", help="draw a sample product photo (a bottle with a white label)")
     smp.add_argument("path", type=Path)
@@ -73,7 +74,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
     )
     parser.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
-    parser.add_argument("--preset", choices=[models.TINY_PRESET], help="offline random-weight models")
+    parser.add_argument("--preset", choices=models.PRESETS, help="offline random-weight models")
     parser.add_argument("--hero-model", help=f"hub id or folder (default {models.DEFAULT_HERO_MODEL})")
     parser.add_argument("--frames-model", help=f"hub id or folder (default {models.DEFAULT_FRAMES_MODEL})")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"])
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inbox":
             return _inbox(args)
         if args.command == "models":
-            print(models.write_tiny_model(args.directory))
+            print(presets.write_preset(args.models_command, args.directory))
             return 0
         if args.command == "sample":
             args.path.parent.mkdir(parents=True, exist_ok=True)

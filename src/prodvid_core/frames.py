@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import layout, resample
+from prodvid_core import layout, models
 from prodvid_core.camera import CameraPath
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
@@ -335,7 +335,7 @@ def generate_batch(
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
         raise ValueError(f"`batch_size` has to be 1 or more but is {batch_size}.")
-    native_side = resample.native_side(pipe)
+    native_side = models.native_size(pipe)
     videos = [_Video(store, r, on_frame, native=r.settings.model_size or native_side) for r in requests]
 
     # 2. SKUs with the same window sizes side by side, then a batch of them at a time

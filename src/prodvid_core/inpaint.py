@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from prodvid_core import resample
+from prodvid_core import models, resample
 from prodvid_core.errors import GenerationError
 
 __all__ = ["Prompt", "PaintRequest", "step_seed", "inpaint", "inpaint_batch", "batches", "is_unusable"]
@@ -72,7 +72,7 @@ def inpaint_batch(
     """Paint `requests` in one pipeline call; return each new image (uint8) and the attempt that made it.
 
     The requests' images are windows of the output canvas; the model paints them at its working size (their
-    aspect at about `native`², default the checkpoint's own, `resample.native_side`) and the result comes
+    aspect at about `native`², default the checkpoint's own, `models.native_size`) and the result comes
     back at the window's size. Only the pixels a request asked for are worth keeping: the others went
     through the resampling and the VAE.
 
@@ -99,7 +99,7 @@ def inpaint_batch(
 
     # 2. Resample every window to the model's working size
     window = (first.paint.shape[1], first.paint.shape[0])
-    size = resample.working_size(window, native=native or resample.native_side(pipe))
+    size = resample.working_size(window, native=native or models.native_size(pipe))
     images = [resample.to_model(r.image, size) for r in requests]
     paints = [resample.paint_to_model(r.paint, size) for r in requests]
 
@@ -143,6 +143,9 @@ def _call(
         width=width,
         num_inference_steps=requests[0].prompt.steps,
         guidance_scale=requests[0].prompt.guidance,
+        # Pure noise under the mask and every step run, for SD and SDXL alike (SDXL defaults to 0.9999):
+        # see "Calling a pipeline" in prodvid_core.models.
+        strength=1.0,
         generator=[
             torch.Generator(device="cpu").manual_seed(step_seed(r.seed, r.step, attempt)) for r in requests
         ],

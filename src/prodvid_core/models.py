@@ -1,32 +1,43 @@
-"""Inpainting models: load any diffusers checkpoint once per process, or build the offline `tiny` preset.
+"""Inpainting models: load any diffusers inpainting checkpoint once per process, on the device asked for.
 
 prodvid paints backgrounds with a diffusers inpainting pipeline. A model is a Hub id
-(`stable-diffusion-v1-5/stable-diffusion-inpainting`), a local folder holding a diffusers checkpoint, or the
-`tiny` preset: a random-weight pipeline with the real Stable Diffusion inpainting classes, written once into
-a cache folder, so tests, CI and the quickstart run offline through the same `from_pretrained` path as a
-real model. Its output background is noise; everything around it is real.
+(`stable-diffusion-v1-5/stable-diffusion-inpainting`, `diffusers/stable-diffusion-xl-1.0-inpainting-0.1`),
+a local folder holding a diffusers checkpoint, or one of the offline presets `tiny` / `tiny-xl`
+(`prodvid_core.presets`: random-weight checkpoints written once into a cache folder). All of them load
+through the same `AutoPipelineForInpainting.from_pretrained`, so SD 1.5/2-class
+(`StableDiffusionInpaintPipeline`) and SDXL-class (`StableDiffusionXLInpaintPipeline`) checkpoints work alike.
 
 A model that cannot be loaded fails with one `ModelUnavailableError` naming the model and the fix. prodvid
 never falls back to random weights or to another device.
 
+Calling a pipeline (`prodvid_core.inpaint`): both classes take the same call, `pipe(prompt=[...],
+negative_prompt=[...], image=[...], mask_image=[...], height, width, num_inference_steps, guidance_scale,
+strength=1.0, generator=[...], output_type="np")`. SDXL's size conditioning (`original_size`,
+`target_size`) defaults to (height, width), which is right when a call paints at about the native area.
+`strength=1.0` is passed because SDXL's inpaint pipeline defaults to 0.9999 (SD's is 1.0), and that
+default (a) runs `int(steps * 0.9999)` = steps - 1 denoising steps, none at all at steps=1, which diffusers
+refuses, and (b) starts the masked region from the noised encoding of the pixels under the mask instead of
+pure noise. Under prodvid's mask those pixels are placeholders, not content: white in the hero canvas,
+black in a frame's unpainted world, so 0.9999 would pull the hero towards light backgrounds and new frame
+regions towards dark ones. With 1.0, what is painted does not depend on them at all. (The SDXL
+inpainting 0.1 model card reports softer images at strength 1.0 than just below it; a placeholder made of
+real context, e.g. the edge pixels stretched outwards, would be the way to use < 1.)
+
 Environment:
-    PRODVID_CACHE   folder for prodvid's own cache; the tiny preset lives in `<it>/tiny-v2`
-                    (default `~/.cache/prodvid`).
+    PRODVID_CACHE   folder for prodvid's own cache, where the presets are written (default
+                    `~/.cache/prodvid`).
     HF_HUB_OFFLINE  honoured: with it set, only models already in the Hugging Face cache load.
 
 Example:
-    >>> pipe = load_inpaint_pipeline("tiny", device="cpu")
-    >>> pipe.vae_scale_factor
-    8
+    >>> pipe = load_inpaint_pipeline("tiny-xl", device="cpu")
+    >>> type(pipe).__name__, native_size(pipe)
+    ('StableDiffusionXLInpaintPipeline', 512)
 """
 
 from __future__ import annotations
 
-import collections
-import itertools
+import math
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,27 +45,25 @@ from typing import Any
 import torch
 
 from prodvid_core.errors import ModelUnavailableError, ProdvidError
+from prodvid_core.presets import PRESETS, TINY_PRESET, TINY_XL_PRESET, preset_dir
 
 __all__ = [
     "DEFAULT_HERO_MODEL",
     "DEFAULT_FRAMES_MODEL",
     "TINY_PRESET",
+    "TINY_XL_PRESET",
+    "PRESETS",
     "SCHEDULERS",
-    "write_tiny_model",
-    "tiny_model_dir",
     "resolve_model",
     "resolve_device",
     "resolve_dtype",
     "load_inpaint_pipeline",
+    "native_size",
     "clear_cache",
 ]
 
 DEFAULT_HERO_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 DEFAULT_FRAMES_MODEL = "stabilityai/stable-diffusion-2-inpainting"
-TINY_PRESET = "tiny"
-
-# Bump when the tiny architecture, vocabulary or seed changes, so old caches are not reused.
-_TINY_FOLDER = "tiny-v2"
 
 # Scheduler names accepted by `load_inpaint_pipeline(scheduler=...)` -> diffusers class names. LMS is left
 # out: diffusers needs scipy for it, which prodvid does not depend on.
@@ -82,234 +91,11 @@ _HUB_PROBE_TIMEOUT_S = 5.0
 
 _CACHE: dict[tuple[str, str, str, str | None, bool], Any] = {}
 _LOCK = threading.Lock()
-# Module construction draws from torch's global RNG: one seeded build at a time, one tiny write at a time.
-_SEED_LOCK = threading.Lock()
-_TINY_LOCK = threading.Lock()
-
-
-# --- the tiny preset -------------------------------------------------------------------------------------
-
-# Words a product-scene prompt is made of; the tiny tokenizer's BPE merges are learnt from them so that a
-# prompt encodes into whole-word ids instead of single bytes. Any other text still encodes, byte by byte.
-_TINY_CORPUS = (
-    "a an the of on in at with and by for from under near photo photograph product bottle jar box bag cup "
-    "mug glass vase can tube shoe watch phone lamp chair wooden wood table marble stone concrete kitchen "
-    "counter shelf desk floor wall studio light lighting soft hard shadow shadows white black red green blue "
-    "warm cool background scene garden beach sand forest moss leaves flowers water sunset morning evening "
-    "window bathroom living room minimal modern rustic luxury close up view high quality detailed"
-)
-_TINY_MERGES = 400
-_TINY_MAX_LENGTH = 77
-_BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def write_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write a random-weight Stable Diffusion inpainting pipeline to `directory` and return its path.
-
-    The pipeline uses the real classes and layout (9-channel `UNet2DConditionModel`, a four-block
-    `AutoencoderKL` with scale factor 8, `CLIPTextModel`, a byte-level BPE `CLIPTokenizer`, the PNDM
-    scheduler of SD 1.5 inpainting) at a tiny width, so code written against it works unchanged on a real
-    checkpoint, and one 512×512 call takes about a second on a laptop CPU. Weights are a pure function of
-    `seed` (for a given torch version), provided no other thread draws from torch's global RNG meanwhile
-    (prodvid itself only uses explicit generators); the caller's global RNG state is left untouched.
-    """
-    from diffusers import StableDiffusionInpaintPipeline
-
-    tokenizer = _tiny_tokenizer()
-    with _SEED_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        pipe = StableDiffusionInpaintPipeline(
-            vae=_tiny_vae(),
-            text_encoder=_tiny_text_encoder(tokenizer),
-            tokenizer=tokenizer,
-            unet=_tiny_unet(),
-            scheduler=_sd15_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    path = Path(directory)
-    pipe.save_pretrained(path, safe_serialization=True)
-    return path
-
-
-def _tiny_unet() -> Any:
-    """A 9-channel inpainting UNet; attention only at the half-resolution level, where it is cheap."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=32,  # native 256 px: CPU tests paint cheaply, and resample at every size above it
-        in_channels=9,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        norm_num_groups=32,
-        cross_attention_dim=32,
-        attention_head_dim=8,
-    )
-
-
-def _tiny_vae() -> Any:
-    """A four-block VAE (scale factor 8, 4 latent channels) like SD's, only a few channels wide."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        sample_size=512,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-    )
-
-
-def _tiny_text_encoder(tokenizer: Any) -> Any:
-    """A two-layer CLIP text model whose vocabulary and special ids match `tokenizer`."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=_TINY_MAX_LENGTH,
-        projection_dim=32,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return CLIPTextModel(config)
-
-
-def _sd15_scheduler() -> Any:
-    """The scheduler of `stable-diffusion-v1-5/stable-diffusion-inpainting`, with its config."""
-    from diffusers import PNDMScheduler
-
-    return PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        set_alpha_to_one=False,
-        skip_prk_steps=True,
-        steps_offset=1,
-    )
-
-
-def _tiny_tokenizer() -> Any:
-    """A CLIP tokenizer with a small but real byte-level BPE vocabulary.
-
-    Like CLIP's: the 256 byte symbols, the same with the end-of-word mark `</w>`, the learnt merges, then
-    the two special tokens. transformers 5 takes `vocab=`/`merges=` objects (file arguments are ignored and
-    give a two-token tokenizer that maps every word to the unknown id).
-    """
-    from transformers import CLIPTokenizer
-
-    symbols = list(_bytes_to_unicode().values())
-    merges = _learn_bpe_merges(_TINY_CORPUS.split(), _TINY_MERGES)
-    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + [_BOS, _EOS]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=_TINY_MAX_LENGTH)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from the 256 byte values to printable characters."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    printable += range(ord("®"), ord("ÿ") + 1)
-    codes = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(sorted(zip(printable, map(chr, codes), strict=True)))
-
-
-def _learn_bpe_merges(words: list[str], count: int) -> list[tuple[str, str]]:
-    """Learn up to `count` BPE merges from `words`, deterministically (ties go to the smaller pair).
-
-    Written out rather than using `tokenizers`' trainer, whose vocabulary order varies between runs, so the
-    tiny preset's token ids (and hence its weights' meaning) are the same on every machine.
-    """
-    corpus = collections.Counter(tuple(w[:-1]) + (w[-1] + "</w>",) for w in words)
-    merges: list[tuple[str, str]] = []
-    while len(merges) < count:
-        pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-        for word, n in corpus.items():
-            for pair in itertools.pairwise(word):
-                pairs[pair] += n
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        corpus = collections.Counter({_merge_pair(w, best): n for w, n in corpus.items()})
-    return merges
-
-
-def _merge_pair(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
-    """`word` with every occurrence of `pair` joined into one symbol."""
-    out: list[str] = []
-    i = 0
-    while i < len(word):
-        if word[i : i + 2] == pair:
-            out.append(pair[0] + pair[1])
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return tuple(out)
-
-
-def tiny_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the tiny preset's folder, writing it first if it is not there yet.
-
-    The folder is `<cache_dir>/tiny-v2`, `cache_dir` defaulting to `$PRODVID_CACHE` or `~/.cache/prodvid`.
-    It is written once into a temporary folder beside it and renamed into place, so concurrent processes
-    never see a half-written model: the first rename wins and the others use its folder. Threads of one
-    process take turns, so only one of them writes.
-    """
-    root = Path(cache_dir or os.environ.get("PRODVID_CACHE") or Path.home() / ".cache" / "prodvid")
-    final = root.expanduser() / _TINY_FOLDER
-    with _TINY_LOCK:
-        if not (final / "model_index.json").is_file():
-            _write_once(final)
-    return final
-
-
-def _write_once(final: Path) -> None:
-    """Write the tiny preset beside `final` and rename it into place, unless another process wins."""
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    except OSError as err:
-        raise _unwritable(final, err) from err
-    try:
-        write_tiny_model(staging)
-        os.rename(staging, final)
-    except OSError as err:
-        if not (final / "model_index.json").is_file():  # not a lost race: disk full, permissions, debris
-            raise _unwritable(final, err) from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _unwritable(final: Path, err: OSError) -> ModelUnavailableError:
-    return ModelUnavailableError(
-        f"the '{TINY_PRESET}' preset cannot be written to {str(final)!r} ({err}). Fix: set PRODVID_CACHE to "
-        f"a writable folder, or remove {str(final)!r} if it is left over from an interrupted run."
-    )
 
 
 def resolve_model(model: str) -> str:
-    """Map the `tiny` preset to its (written-once) folder; return a Hub id or folder unchanged."""
-    return str(tiny_model_dir()) if model == TINY_PRESET else model
+    """Map a preset (`tiny`, `tiny-xl`) to its (written-once) folder; return a Hub id or folder unchanged."""
+    return str(preset_dir(model)) if model in PRESETS else model
 
 
 # --- device and dtype ------------------------------------------------------------------------------------
@@ -377,7 +163,7 @@ def load_inpaint_pipeline(
     pipeline is shared, so do not change its components; ask for another scheduler instead.
 
     Args:
-        model: a Hub id, a folder with a diffusers checkpoint, or `"tiny"`.
+        model: a Hub id, a folder with a diffusers checkpoint, or a preset (`"tiny"`, `"tiny-xl"`).
         device: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:<index>"`.
         dtype: `"float16"`, `"bfloat16"` or `"float32"`; default float16 on CUDA, float32 on the CPU.
         scheduler: one of `SCHEDULERS`; default the checkpoint's own.
@@ -407,6 +193,24 @@ def clear_cache() -> None:
     """Forget every loaded pipeline (tests; freeing GPU memory between unrelated jobs)."""
     with _LOCK:
         _CACHE.clear()
+
+
+def native_size(pipe: Any) -> int:
+    """The side of the square `pipe`'s checkpoint was trained at: UNet `sample_size` × VAE scale factor.
+
+    512 for SD 1.5/2 inpainting (64 × 8), 1024 for SDXL inpainting (128 × 8), 256 for `tiny`, 512 for
+    `tiny-xl`. A model paints best at about this many pixels: far below, it paints mush; far above, it
+    repeats its subject. A `sample_size` given as (height, width) counts as the square of the same area.
+
+    Example:
+        >>> native_size(load_inpaint_pipeline("tiny", device="cpu"))
+        256
+    """
+    sample = pipe.unet.config.sample_size
+    if isinstance(sample, list | tuple):
+        height, width = (int(side) for side in sample)
+        sample = math.isqrt(height * width)
+    return int(sample) * int(pipe.vae_scale_factor)
 
 
 def _cache_name(model: str) -> str:

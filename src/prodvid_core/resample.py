@@ -19,20 +19,9 @@ import math
 import numpy as np
 from PIL import Image
 
-__all__ = ["LATENT_GRID", "native_side", "working_size", "to_model", "paint_to_model", "to_output"]
+__all__ = ["LATENT_GRID", "working_size", "to_model", "paint_to_model", "to_output"]
 
 LATENT_GRID = 8  # a latent cell of every SD-class VAE: working sides are multiples of it
-
-
-def native_side(pipe) -> int:
-    """The side of the square the checkpoint was trained at: UNet `sample_size` × the VAE scale factor.
-
-    A `sample_size` given as [height, width] counts as the square of the same area.
-    """
-    sample = pipe.unet.config.sample_size
-    if isinstance(sample, list | tuple):
-        sample = math.isqrt(int(sample[0]) * int(sample[1]))
-    return int(sample) * int(pipe.vae_scale_factor)
 
 
 def working_size(window: tuple[int, int], *, native: int) -> tuple[int, int]:

@@ -104,8 +104,9 @@ class Settings:
 
 
 def _preset_models(preset: str) -> dict[str, str]:
-    if preset != models.TINY_PRESET:
-        raise ValueError(f"`preset` has to be {models.TINY_PRESET!r} but is {preset!r}.")
+    if preset not in models.PRESETS:
+        choices = ", ".join(map(repr, models.PRESETS))
+        raise ValueError(f"`preset` has to be one of {choices} but is {preset!r}.")
     return {"hero_model": preset, "frames_model": preset}
 
 

@@ -43,7 +43,7 @@ class ModelsResource(dg.ConfigurableResource):
     """
 
     preset: str | None = Field(
-        None, description="`tiny` for the offline random-weight models ($PRODVID_PRESET)."
+        None, description="`tiny` or `tiny-xl` for the offline random-weight models ($PRODVID_PRESET)."
     )
     hero_model: str | None = Field(
         None, description="Hub id or folder of the hero model ($PRODVID_HERO_MODEL)."
