@@ -146,12 +146,17 @@ def test_every_scheduler_name_is_tested() -> None:
 
 
 @pytest.mark.parametrize(("name", "class_name"), sorted(SCHEDULER_CLASSES.items()))
-def test_scheduler_switch_shares_the_weights(name: str, class_name: str, tiny_pipe) -> None:
-    pipe = models.load_inpaint_pipeline("tiny", device="cpu", scheduler=name)
+@pytest.mark.parametrize(
+    ("preset", "own"), [("tiny", "PNDMScheduler"), ("tiny-xl", "EulerDiscreteScheduler")]
+)
+def test_scheduler_switch_shares_the_weights(name: str, class_name: str, preset: str, own: str) -> None:
+    base = models.load_inpaint_pipeline(preset, device="cpu")
+    pipe = models.load_inpaint_pipeline(preset, device="cpu", scheduler=name)
+    assert type(pipe).__name__ == type(base).__name__
     assert type(pipe.scheduler).__name__ == class_name
-    assert pipe.unet is tiny_pipe.unet and pipe.vae is tiny_pipe.vae
-    assert type(tiny_pipe.scheduler).__name__ == "PNDMScheduler"  # the shared base is unchanged
-    assert models.load_inpaint_pipeline("tiny", device="cpu", scheduler=name) is pipe
+    assert pipe.unet is base.unet and pipe.vae is base.vae
+    assert type(base.scheduler).__name__ == own  # the shared base is unchanged
+    assert models.load_inpaint_pipeline(preset, device="cpu", scheduler=name) is pipe
     assert _inpaint(pipe, size=64).shape == (64, 64, 3)
 
 

@@ -81,6 +81,7 @@ def test_tiny_xl_folder_is_a_standard_sdxl_inpainting_checkpoint(tiny_xl_dir: Pa
     assert (len(vae["block_out_channels"]), vae["latent_channels"], vae["scaling_factor"]) == (4, 4, 0.13025)
     scheduler = json.loads((tiny_xl_dir / "scheduler" / "scheduler_config.json").read_text())
     assert (scheduler["timestep_spacing"], scheduler["steps_offset"]) == ("leading", 1)
+    assert scheduler["skip_prk_steps"] is True  # unused by Euler, kept for a switch to PNDM
     assert (tiny_xl_dir / "text_encoder_2" / "model.safetensors").is_file()
 
 

@@ -71,3 +71,12 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
 def test_other_model_names_pass_through_unchanged():
     for name in ("tiny", "tiny-xl", "random-sd3", "stabilityai/stable-diffusion-2-inpainting", "/models/x"):
         assert random_sd.resolve_benchmark_model(name) == name
+
+
+def test_random_sdxl_resolves_to_its_cached_folder(tmp_path, monkeypatch):
+    """`--model random-sdxl` names the cached folder; one already written is used, never rebuilt."""
+    monkeypatch.setenv("PRODVID_CACHE", str(tmp_path))
+    folder = tmp_path / "random-sdxl-v1"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    assert random_sd.resolve_benchmark_model("random-sdxl") == str(folder)

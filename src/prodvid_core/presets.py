@@ -270,19 +270,31 @@ def _sd15_scheduler() -> Any:
 
 
 def _sdxl_scheduler() -> Any:
-    """The scheduler of `diffusers/stable-diffusion-xl-1.0-inpainting-0.1` (scheduler_config.json)."""
+    """The scheduler of `diffusers/stable-diffusion-xl-1.0-inpainting-0.1`, its scheduler_config.json whole.
+
+    Euler ignores `skip_prk_steps`, `set_alpha_to_one`, `clip_sample` and `sample_max_value`, but keeps them
+    in its config, and the other schedulers prodvid can switch to (`SCHEDULERS`) read them from there:
+    without `skip_prk_steps`, PNDM would run its Runge-Kutta warm-up and fail at a few steps.
+    """
     from diffusers import EulerDiscreteScheduler
 
-    return EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        prediction_type="epsilon",
-        interpolation_type="linear",
-        timestep_spacing="leading",
-        steps_offset=1,
-        use_karras_sigmas=False,
+    return EulerDiscreteScheduler.from_config(
+        {
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "beta_schedule": "scaled_linear",
+            "clip_sample": False,
+            "interpolation_type": "linear",
+            "num_train_timesteps": 1000,
+            "prediction_type": "epsilon",
+            "sample_max_value": 1.0,
+            "set_alpha_to_one": False,
+            "skip_prk_steps": True,
+            "steps_offset": 1,
+            "timestep_spacing": "leading",
+            "trained_betas": None,
+            "use_karras_sigmas": False,
+        }
     )
 
 
