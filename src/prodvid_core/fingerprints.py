@@ -44,8 +44,8 @@ class Fingerprints:
         return self._worlds[call + 1]
 
     def worlds_through(self, call: int) -> list[str]:
-        """The worlds after calls 0..`call`, as a checkpoint records them."""
-        return self._worlds[1 : call + 2]
+        """The worlds after the hero image and calls 0..`call`, as a checkpoint records them."""
+        return self._worlds[: call + 2]
 
     @property
     def video(self) -> str:

@@ -261,7 +261,8 @@ class _Video:
             list(pool.map(self._store_png, missing))
 
         # 3. The manifest before the world: the frames listed are the ones both worlds render
-        write_manifest(self.store, self.sku, self.manifest)
+        if stored or reused:
+            write_manifest(self.store, self.sku, self.manifest)
         for record in reused:
             if self.on_frame:
                 self.on_frame(self.sku, record, True)
@@ -383,14 +384,14 @@ def _same_frame(stored: dict | None, record: dict) -> bool | None:
 def _shared_checkpoint(
     store: ObjectStore, sku: str, plan: Plan, fingerprints: Fingerprints
 ) -> tuple[World, int, list[dict]] | None:
-    """The world after the last call this plan shares with the stored checkpoint's, that call's index and
-    the calls' records (seeds). A crash resumes after the last finished call; a changed path after the last
-    call it did not change."""
+    """The world after the last call this plan shares with the stored checkpoint's, that call's index (-1:
+    the hero image alone) and the calls' records (seeds). A crash resumes after the last finished call; a
+    changed path after the last call it did not change."""
     try:
         checkpoint = Checkpoint.from_png(store.read_bytes(layout.world_checkpoint(sku)))
         # world fingerprints are chained: the plans share every call up to the last one that matches
-        calls = min(len(checkpoint.worlds), len(plan.calls))
-        shared = [c for c in range(calls) if checkpoint.worlds[c] == fingerprints.world(c)]
+        calls = min(checkpoint.last_call + 1, len(plan.calls))
+        shared = [c for c in range(-1, calls) if checkpoint.worlds[c + 1] == fingerprints.world(c)]
         if not shared:
             return None
         checkpoint.world.rewind(shared[-1])

@@ -76,17 +76,17 @@ class Checkpoint:
     """The world after call `last_call` (-1: only the hero image), stored as one atomic PNG object.
 
     RGB = the pixels, alpha = painted; text chunks: the world's bounds, each pixel's owner (zlib), the
-    records of the calls made (window, seed, batch) and the fingerprint of the world after each call, which
-    is what a re-run compares its own plan with.
+    records of the calls made (window, seed, batch) and the fingerprint of the world after the hero image
+    and after each call, which is what a re-run compares its own plan with.
     """
 
     world: World
-    worlds: list[str]  # [c]: fingerprint of the world after call c
+    worlds: list[str]  # [c + 1]: fingerprint of the world after call c ([0]: after the hero image)
     calls: list[dict]  # [c]: call c's manifest record
 
     @property
     def last_call(self) -> int:
-        return len(self.worlds) - 1
+        return len(self.worlds) - 2
 
     def to_png(self) -> bytes:
         w = self.world
@@ -116,6 +116,6 @@ class Checkpoint:
         if not np.array_equal(rgba[..., 3] == 255, world.owner >= 0):
             raise ValueError("checkpoint alpha does not match its owners")
         worlds, calls = json.loads(text["worlds"]), json.loads(text["calls"])
-        if int(text["call"]) != len(worlds) - 1 or len(calls) != len(worlds):
+        if not worlds or int(text["call"]) != len(worlds) - 2 or len(calls) != len(worlds) - 1:
             raise ValueError("checkpoint call count does not match its records")
         return cls(world, worlds, calls)
