@@ -250,11 +250,12 @@ class _Video:
         self.reused = len(reused)
         self.manifest["frames"] = reused
 
-        # 2. Frame PNGs: keep those still valid (and asked for), delete the rest, write the missing ones
-        trusted = self._trusted_pngs(stored, reused)
-        for key in self.store.list(layout.frames_prefix(self.sku)):
-            name = key.rsplit("/", 1)[-1]
-            if name[:5].isdigit() and name.endswith(".png") and key not in trusted:
+        # 2. Frame PNGs: keep those still valid (and asked for), delete the rest, write the missing ones.
+        #    They are renderings: nothing reads them back, so one stale for a moment after a crash is harmless
+        pngs = [k for k in self.store.list(layout.frames_prefix(self.sku)) if _is_frame_png(k)]
+        trusted = self._trusted_pngs(stored, reused) & set(pngs)
+        for key in pngs:
+            if key not in trusted:
                 self.store.delete(key)
         if self.keep_frames:
             missing = [r["index"] for r in reused if layout.frame_png(self.sku, r["index"]) not in trusted]
@@ -361,16 +362,19 @@ class _Video:
         )
 
     def _trusted_pngs(self, stored: dict, reused: list[dict]) -> set[str]:
-        """The stored frame PNGs this run keeps as they are: asked for, listed by a manifest that kept PNGs,
-        and showing a frame this run reuses unchanged."""
+        """The frame PNGs this run keeps as they are, if stored: asked for, listed by a manifest that kept
+        PNGs, and showing a frame this run reuses unchanged."""
         if not (self.keep_frames and stored.get("keep_frames")):
             return set()
         listed = {r.get("index"): r for r in stored.get("frames", []) if isinstance(r, dict)}
-        present = set(self.store.list(layout.frames_prefix(self.sku)))
-        keys = {
+        return {
             layout.frame_png(self.sku, r["index"]) for r in reused if _same_frame(listed.get(r["index"]), r)
         }
-        return keys & present
+
+
+def _is_frame_png(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name[:5].isdigit() and name.endswith(".png")
 
 
 def _same_frame(stored: dict | None, record: dict) -> bool | None:
