@@ -1,4 +1,6 @@
-"""Frame I/O benchmark: frames encoded and stored by one thread vs by the frames writer's worker threads.
+"""Frame I/O benchmark: kept frames (`keep_frames`, per-frame PNGs on request) encoded and stored by one
+thread vs by the frames step's worker threads. Without `keep_frames` nothing per frame is encoded or stored:
+the world and the manifest are the frames.
 
 Run by hand: `python benchmarks/bench_io.py` (CPU, tiny model, 512 px, the default 48-frame drift: one
 diffusion call, 48 frames to encode and store). With lookahead one call serves many frames, so encoding and
@@ -26,7 +28,7 @@ from random_sd import add_model_arguments, benchmark_settings
 
 def _seconds(pipe, store: ObjectStore, request: frames.FramesRequest, workers: int) -> float:
     start = time.perf_counter()
-    frames.generate_batch(pipe, store, [request], workers=workers)
+    frames.generate_batch(pipe, store, [request], workers=workers, keep_frames=True)
     return time.perf_counter() - start
 
 

@@ -143,8 +143,22 @@ def _frame_requests(image) -> list[frames.FramesRequest]:
     ]
 
 
-def _pngs(store: LocalStore, sku: str) -> dict[str, bytes]:
-    return {k: store.read_bytes(k) for k in store.list(layout.frames_prefix(sku)) if k.endswith(".png")}
+def _stored(store: LocalStore, sku: str) -> dict[str, bytes]:
+    """Everything stored for `sku`'s frames: the world checkpoint and the manifest."""
+    return {k: store.read_bytes(k) for k in store.list(layout.frames_prefix(sku))}
+
+
+class FailAfter:
+    """The real tiny pipeline, failing once it has made `calls` pipeline calls, like a crash mid-run."""
+
+    def __init__(self, pipe, calls: int):
+        self.pipe, self.fail_at, self.calls = pipe, calls, 0
+
+    def __call__(self, **kwargs):
+        if self.calls >= self.fail_at:
+            raise RuntimeError(f"pipeline failed after {self.calls} calls")
+        self.calls += 1
+        return self.pipe(**kwargs)
 
 
 def _assert_product_exact(store, sku, canvas, mask, manifest):
@@ -170,7 +184,8 @@ def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe,
     for result in results:
         assert result.count == len(result.manifest["frames"])
         _assert_product_exact(store, result.sku, canvas, mask, result.manifest)
-    assert _pngs(store, "A")[layout.frame_png("A", 11)] != _pngs(store, "B")[layout.frame_png("B", 11)]
+    frame_11 = [list(frames.load_frames(store, sku, indices=[11]))[0] for sku in "AB"]
+    assert not np.array_equal(*frame_11)
 
     # a batch of one SKU at a time writes exactly what separate runs write
     one, separate = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "separate")
@@ -179,21 +194,18 @@ def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe,
     assert all(len(call) == 1 for call in pipe.calls)
     for request in _frame_requests(image):
         frames.generate(tiny_pipe, separate, request.hero, request.path, request.settings, sku=request.sku)
-        assert _pngs(one, request.sku) == _pngs(separate, request.sku)
+        assert _stored(one, request.sku) == _stored(separate, request.sku)
 
 
-def test_a_batched_run_resumes_every_sku_where_it_stopped(tiny_pipe, box, tmp_path, monkeypatch):
+def test_a_batched_run_resumes_every_sku_where_it_stopped(tiny_pipe, box, tmp_path):
     canvas, mask = box
     image = hero.generate(tiny_pipe, canvas, mask, sku="BOX", prompt=PROMPTS[0], steps=2).image
-    whole = frames.generate_batch(
-        tiny_pipe, LocalStore(tmp_path / "whole"), _frame_requests(image), batch_size=3
-    )
+    uninterrupted = LocalStore(tmp_path / "whole")
+    whole = frames.generate_batch(tiny_pipe, uninterrupted, _frame_requests(image), batch_size=3)
 
     store = LocalStore(tmp_path / "broken")
-    monkeypatch.setenv(frames.FAIL_AT_FRAME_ENV, "7")
-    with pytest.raises(RuntimeError, match="frame 7"):
-        frames.generate_batch(tiny_pipe, store, _frame_requests(image), batch_size=3)
-    monkeypatch.delenv(frames.FAIL_AT_FRAME_ENV)
+    with pytest.raises(RuntimeError, match="after 3 calls"):
+        frames.generate_batch(FailAfter(tiny_pipe, 3), store, _frame_requests(image), batch_size=3)
     kept = {sku: len((frames.read_manifest(store, sku) or {"frames": []})["frames"]) for sku in "ACB"}
     last_call = {sku: _checkpointed_call(store, sku) for sku in "ACB"}
     assert any(kept.values()) and min(kept.values()) < 8
@@ -205,6 +217,7 @@ def test_a_batched_run_resumes_every_sku_where_it_stopped(tiny_pipe, box, tmp_pa
         # the calls after the last checkpointed one, and no more
         assert after.calls_made == full.calls_made - (last_call[after.sku] + 1)
         _assert_product_exact(store, after.sku, canvas, mask, after.manifest)
+        assert _stored(store, after.sku) == _stored(uninterrupted, after.sku)  # world and manifest
 
 
 def _checkpointed_call(store: LocalStore, sku: str) -> int:

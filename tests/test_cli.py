@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -10,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from prodvid_core.render import load_frames
 from prodvid_core.sample import sample_photo_bytes
+from prodvid_core.storage import LocalStore
 
 ARGS = ["--preset", "tiny", "--size", "256", "--steps", "2", "--prompt", "a bottle on a table"]
 
@@ -37,7 +42,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_help_everywhere():
-    for args in ([], ["generate"], ["inbox"], ["models"], ["models", "tiny"], ["sample"]):
+    for args in ([], ["generate"], ["inbox"], ["frames"], ["models"], ["models", "tiny"], ["sample"]):
         out = prodvid(*args, "--help")
         assert "usage: prodvid" in out.stdout
 
@@ -51,10 +56,10 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     for key in (
         "expanded_canvas/BOTTLE-1.png", "expanded_canvas/BOTTLE-1.json", "mask/BOTTLE-1.png",
         "hero_image/BOTTLE-1.png", "hero_image/BOTTLE-1.json", "frames/BOTTLE-1/manifest.json",
-        "frames/BOTTLE-1/00000.png", "frames/BOTTLE-1/00008.png", "video/BOTTLE-1.mp4", "video/BOTTLE-1.json",
+        "frames/BOTTLE-1/world.png", "video/BOTTLE-1.mp4", "video/BOTTLE-1.json",
     ):  # fmt: skip
         assert key in files
-    assert "frames/BOTTLE-1/00009.png" not in files
+    assert not [key for key in files if key.startswith("frames/") and key[-9:-4].isdigit()]  # rendered
     assert str(store / "video" / "BOTTLE-1.mp4") in out.stdout
     assert "9 frames (0 reused" in out.stdout
     assert json.loads(files["video/BOTTLE-1.json"])["frame_count"] == 9
@@ -63,6 +68,26 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     )
     assert "9 frames (9 reused" in again.stdout and "hero image reused, video reused" in again.stdout
     assert _files(store) == files
+
+    # the frames, rendered from the store into a folder
+    out_dir = tmp_path / "exported"
+    exported = prodvid("frames", "BOTTLE-1", "--out", str(out_dir), "--store", str(store))
+    assert f"SKU BOTTLE-1: 9 frames written to {out_dir}" in exported.stdout
+    pngs = _files(out_dir)
+    assert sorted(pngs) == [f"{k:05d}.png" for k in range(9)]
+    rendered = load_frames(LocalStore(store), "BOTTLE-1")
+    for name, frame in zip(sorted(pngs), rendered, strict=True):
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(pngs[name]))), frame)
+
+    # --keep-frames stores the same PNGs; nothing is painted or encoded again
+    kept = prodvid(
+        "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9",
+        "--keep-frames",
+    )  # fmt: skip
+    assert "9 frames (9 reused" in kept.stdout and "0 diffusion calls" in kept.stdout
+    assert {k: v for k, v in _files(store).items() if k[-9:-4].isdigit()} == {
+        f"frames/BOTTLE-1/{name}": data for name, data in pngs.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -87,6 +112,8 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
         (["generate", "A", "--image", "{junk}", *ARGS], "SKU A"),
         (["generate", "A", "--image", "{photo}", *ARGS, "--steps", "0"], "PRODVID_STEPS"),
         (["inbox", "--preset", "tiny", "--batch-size", "0"], "`batch_size` has to be 1 or more but is 0"),
+        (["frames", "NOPE-1", "--out", "{junk}.d"], "SKU NOPE-1: no frames in"),
+        (["frames", "bad/sku", "--out", "{junk}.d"], "bad/sku"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, words, photo, tmp_path):

@@ -2,6 +2,7 @@
 
     prodvid generate SKU --image PATH --prompt TEXT [--store DIR|s3://bucket/prefix] [--preset tiny] ...
     prodvid inbox [--store DIR|s3://bucket/prefix] [--batch-size N] [--sku SKU ...] [--preset tiny] ...
+    prodvid frames SKU --out DIR [--store DIR|s3://bucket/prefix]
     prodvid models tiny DIR
     prodvid sample PATH
 
@@ -25,6 +26,8 @@ from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError, validate_sku
 from prodvid_core.frames import OnFrame
 from prodvid_core.inpaint import batches
+from prodvid_core.manifest import read_manifest
+from prodvid_core.render import export_frames
 from prodvid_core.run import Settings, SkuResult, generate_many, generate_sku
 from prodvid_core.storage import open_store
 
@@ -56,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, help="SKUs that share one diffusion call (default $PRODVID_BATCH_SIZE or 1)"
     )
     _add_settings(box)
+
+    frm = sub.add_parser("frames", help="write a SKU's frames to a folder as PNGs, rendered from the store")
+    frm.add_argument("sku", help="SKU id")
+    frm.add_argument("--out", required=True, type=Path, help="the folder to write 00000.png … to")
+    frm.add_argument(
+        "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
+    )
+    frm.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
 
     mod = sub.add_parser("models", help="model utilities")
     mod_sub = mod.add_subparsers(dest="models_command", required=True)
@@ -89,6 +100,12 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-size", type=int, help="side of the square the models paint at (default: the checkpoint's)"
     )
+    parser.add_argument(
+        "--keep-frames",
+        action="store_true",
+        default=None,
+        help="also store every frame as frames/<SKU>/00000.png … (default $PRODVID_KEEP_FRAMES or off)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -97,6 +114,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
         scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
         lookahead=args.lookahead, model_size=args.model_size, batch_size=getattr(args, "batch_size", None),
+        keep_frames=args.keep_frames,
     )  # fmt: skip
 
 
@@ -170,6 +188,24 @@ def _progress(total: int, desc: str) -> tuple[tqdm, dict[str, int], OnFrame]:
     return bar, reused, on_frame
 
 
+def _frames(args: argparse.Namespace) -> int:
+    """Render a SKU's frames from the store (world + manifest) and write them to a local folder."""
+    validate_sku(args.sku)
+    store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
+    manifest = read_manifest(store, args.sku)
+    if manifest is None:
+        raise ProdvidError(
+            f"SKU {args.sku}: no frames in {store.url(layout.frames_manifest(args.sku))}; make them first "
+            "(prodvid generate or prodvid inbox)."
+        )
+    try:
+        paths = export_frames(store, args.sku, args.out, manifest)
+    except OSError as e:
+        raise ProdvidError(f"SKU {args.sku}: cannot write to --out {args.out}: {e.strerror}.") from None
+    print(f"SKU {args.sku}: {len(paths)} frames written to {args.out}")
+    return 0
+
+
 # SKUs made per `generate_many` call: bounds the canvases and hero images held in memory at once.
 INBOX_CHUNK = 64
 
@@ -223,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args)
         if args.command == "inbox":
             return _inbox(args)
+        if args.command == "frames":
+            return _frames(args)
         if args.command == "models":
             print(presets.write_preset(args.models_command, args.directory))
             return 0

@@ -17,6 +17,7 @@ __all__ = [
     "GenerationError",
     "SettingsError",
     "StorageError",
+    "IntegrityError",
     "validate_sku",
 ]
 
@@ -53,6 +54,11 @@ class SettingsError(ProdvidError):
 
 class StorageError(ProdvidError):
     """The object store refused an operation or is misconfigured."""
+
+
+class IntegrityError(ProdvidError):
+    """A stored artifact that does not match its record (damaged or edited by hand); making it again
+    fixes it."""
 
 
 def validate_sku(sku: str) -> str:

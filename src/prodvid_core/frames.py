@@ -1,53 +1,51 @@
-"""The video's frames: windows of a world canvas that the model paints once, never twice.
+"""The frames step: paint a world canvas once, never twice, and store it with the manifest of its frames.
 
-Frame 0 is the hero image. Each later frame is the world canvas seen at the camera's position; the
-diffusion calls of `plan.plan_calls` paint the world ahead of the camera, and every pixel, once painted, is
-carried over unchanged to every frame that shows it. So product pixels stay exact and error never
+Frame 0 is the hero image. Each later frame is the world canvas seen at the camera's position (`world.py`);
+the diffusion calls of `plan.plan_calls` paint the world ahead of the camera, and every pixel, once painted,
+is carried over unchanged to every frame that shows it. So product pixels stay exact and error never
 accumulates the way it does when each frame is re-generated from the last.
 
-Each frame is written to the store as soon as the world holds all its pixels (the frames of one call by
-worker threads together), with `manifest.json` updated after them; the world canvas is checkpointed after
-each call, before the frames it serves. A re-run reuses every stored frame whose fingerprint and checksum
-match and resumes at the first missing or invalid one, byte for byte what an uninterrupted run would have
-written.
+Frames are rendered, not stored one by one (`render.py`): after each call the world is checkpointed, then
+the manifest lists the frames that call completed, so the manifest never lists a frame the stored world
+cannot render. A re-run resumes after the last call the checkpoint shares with its own plan
+(`fingerprints.py`) and paints only the calls after it, byte for byte what an uninterrupted run would have
+stored. Per-frame PNGs are written only on request (`keep_frames`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from prodvid_core import layout, models
 from prodvid_core.camera import CameraPath
-from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
+from prodvid_core.fingerprints import VERSION, Fingerprints
 from prodvid_core.inpaint import PaintRequest, Prompt, batches, inpaint_batch, step_seed
-from prodvid_core.plan import Box, Plan, plan_calls
+from prodvid_core.manifest import frame_sha256, read_manifest, write_manifest
+from prodvid_core.plan import Plan, plan_calls
+from prodvid_core.render import load_frames, render_frame, store_frame_png
 from prodvid_core.storage import ObjectStore
+from prodvid_core.world import Checkpoint, World
 
 __all__ = [
     "FrameSettings",
     "FramesRequest",
     "FrameSet",
+    "OnFrame",
     "generate",
     "generate_batch",
     "read_manifest",
     "load_frame_set",
     "load_frames",
 ]
-
-MANIFEST_VERSION = 1
-FAIL_AT_FRAME_ENV = "PRODVID_TEST_FAIL_AT_FRAME"  # test-only switch: raise before writing this frame
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class FrameSettings:
     max_window: int = 768
     model_size: int | None = None  # the model's working side; None: the checkpoint's native side
     model: str = ""
-    max_retries: int = 2
+    max_retries: int = 2  # not in the fingerprint: a retry's seed is recorded with its call
 
 
 @dataclass
@@ -82,17 +80,11 @@ class FrameSet:
 
     @property
     def keys(self) -> list[str]:
-        prefix = layout.frames_prefix(self.sku)
-        return [prefix + f["file"] for f in self.manifest["frames"]]
-
-
-def read_manifest(store: ObjectStore, sku: str) -> dict | None:
-    try:
-        return json.loads(store.read_bytes(layout.frames_manifest(sku)))
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return None  # a manifest that does not parse is as good as none: everything is made again
+        """What is stored for these frames: the world and the manifest, and the frame PNGs when kept."""
+        keys = [layout.world_checkpoint(self.sku), layout.frames_manifest(self.sku)]
+        if self.manifest.get("keep_frames"):
+            keys += [layout.frame_png(self.sku, f["index"]) for f in self.manifest["frames"]]
+        return keys
 
 
 def load_frame_set(store: ObjectStore, sku: str) -> FrameSet:
@@ -103,170 +95,6 @@ def load_frame_set(store: ObjectStore, sku: str) -> FrameSet:
     return FrameSet(
         sku=sku, manifest=manifest, calls_made=0, frames_reused=len(manifest["frames"]), seconds=0.0
     )
-
-
-def load_frames(store: ObjectStore, sku: str, manifest: dict | None = None) -> Iterator[np.ndarray]:
-    """The stored frames in order, as uint8 H×W×3 arrays."""
-    manifest = manifest or read_manifest(store, sku)
-    if manifest is None:
-        raise FileNotFoundError(layout.frames_manifest(sku))
-    for record in manifest["frames"]:
-        data = store.read_bytes(layout.frames_prefix(sku) + record["file"])
-        yield np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-class _Fingerprints:
-    """What decides each frame's pixels, hashed, so a change invalidates only from the first frame it affects.
-
-    The world after call c depends on the settings, the hero image and calls 0..c (windows and seeds); frame
-    k depends on the world after the call that completes it and on its own offset. So extending a path, or
-    changing its end, keeps every frame painted before the first call that differs. fps only times the
-    frames and is left out.
-    """
-
-    def __init__(self, settings: FrameSettings, plan: Plan, hero_sha256: str):
-        spec = asdict(settings)
-        spec.pop("max_retries")
-        spec.update(size=list(plan.frame_size), hero=hero_sha256, v=MANIFEST_VERSION)
-        self.worlds = [sha256(json.dumps(spec, sort_keys=True).encode())]  # [c + 1]: after call c
-        for call in plan.calls:
-            self.worlds.append(sha256(f"{self.worlds[-1]}|{call.window}|{call.first_frame}".encode()))
-        self.frames = [
-            sha256(f"{self.worlds[c + 1]}|{offset}".encode())
-            for c, offset in zip(plan.call_of_frame, plan.offsets, strict=True)
-        ]
-
-    def world(self, call: int) -> str:
-        return self.worlds[call + 1]
-
-    @property
-    def video(self) -> str:
-        return sha256("|".join(self.frames).encode())
-
-
-class _World:
-    """The world canvas: its pixels, and which step painted each (-1 none, 0 the hero image, c + 1 call c).
-
-    Knowing the painter of every pixel lets one checkpoint give back the world after any earlier call, which
-    is what a changed camera path that shares only the first calls resumes from.
-    """
-
-    def __init__(self, bounds: Box):
-        self.bounds = bounds
-        w, h = bounds[2] - bounds[0], bounds[3] - bounds[1]
-        self.pixels = np.zeros((h, w, 3), dtype=np.uint8)
-        self.owner = np.full((h, w), -1, dtype=np.int16)
-
-    def _slice(self, box: Box) -> tuple[slice, slice]:
-        x0, y0 = self.bounds[0], self.bounds[1]
-        return slice(box[1] - y0, box[3] - y0), slice(box[0] - x0, box[2] - x0)
-
-    def window(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
-        """The pixels of `box` and which of them are painted."""
-        s = self._slice(box)
-        return self.pixels[s], self.owner[s] >= 0
-
-    def paint(self, box: Box, pixels: np.ndarray, new: np.ndarray, *, owner: int) -> None:
-        """Keep only the newly painted pixels: already-painted ones are never replaced."""
-        s = self._slice(box)
-        self.pixels[s][new] = pixels[new]
-        self.owner[s][new] = owner
-
-    def rewind(self, call: int) -> None:
-        """Forget what the calls after `call` painted."""
-        later = self.owner > call + 1
-        self.pixels[later], self.owner[later] = 0, -1
-
-    def moved_to(self, bounds: Box) -> _World:
-        """The same world in `bounds` (a changed path may have moved the world's edges)."""
-        world = _World(bounds)
-        (x0, y0, x1, y1), (u0, v0, u1, v1) = bounds, self.bounds
-        common = (max(x0, u0), max(y0, v0), min(x1, u1), min(y1, v1))
-        if common[0] >= common[2] or common[1] >= common[3]:
-            raise ValueError("checkpoint lies outside the world")
-        src, dst = self._slice(common), world._slice(common)
-        world.pixels[dst], world.owner[dst] = self.pixels[src], self.owner[src]
-        if (world.owner >= 0).sum() != (self.owner >= 0).sum():
-            raise ValueError("checkpoint has painted pixels outside the world")
-        return world
-
-    def to_png(self, worlds: list[str], calls: list[dict]) -> bytes:
-        """One atomic object: pixels, painted mask (alpha), each pixel's painter, and the calls made so far
-        with their seeds and the fingerprint of the world after each."""
-        rgba = np.dstack([self.pixels, np.where(self.owner >= 0, 255, 0).astype(np.uint8)])
-        owners = base64.b64encode(zlib.compress(self.owner.astype("<i2").tobytes(), 9)).decode()
-        text = {
-            "call": str(len(worlds) - 1),
-            "worlds": json.dumps(worlds),
-            "calls": json.dumps(calls),
-            "bounds": json.dumps(self.bounds),
-            "owners": owners,
-        }
-        return png_bytes(rgba, text)
-
-    @classmethod
-    def from_png(cls, data: bytes) -> tuple[_World, dict[str, str]]:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        text = dict(image.text)
-        world = cls(tuple(json.loads(text["bounds"])))
-        rgba = np.asarray(image.convert("RGBA"))
-        owner = np.frombuffer(zlib.decompress(base64.b64decode(text["owners"])), dtype="<i2")
-        if rgba.shape[:2] != world.owner.shape or owner.size != world.owner.size:
-            raise ValueError("checkpoint size does not match its bounds")
-        world.pixels[:], world.owner[:] = rgba[..., :3], owner.reshape(world.owner.shape)
-        if not np.array_equal(rgba[..., 3] == 255, world.owner >= 0):
-            raise ValueError("checkpoint alpha does not match its owners")
-        return world, text
-
-
-def _valid_prefix(
-    store: ObjectStore, sku: str, manifest: dict | None, fps: _Fingerprints, pool: ThreadPoolExecutor
-) -> list[dict]:
-    """The stored frame records, in order, up to the first one missing, changed or from other settings.
-
-    The frames are read and hashed by the pool's threads: a re-run that reuses a video reads every frame.
-    """
-    candidates = []
-    for i, record in enumerate((manifest or {}).get("frames", [])[: len(fps.frames)]):
-        if record.get("index") != i or record.get("fingerprint") != fps.frames[i]:
-            break
-        candidates.append(record)
-    shas = list(pool.map(lambda record: _stored_sha256(store, sku, record), candidates))
-    valid = []
-    for record, sha in zip(candidates, shas, strict=True):
-        if sha is None or sha != record.get("sha256"):
-            break
-        valid.append(record)
-    return valid
-
-
-def _stored_sha256(store: ObjectStore, sku: str, record: dict) -> str | None:
-    try:
-        return sha256(store.read_bytes(layout.frames_prefix(sku) + record["file"]))
-    except FileNotFoundError:
-        return None
-
-
-def _load_checkpoint(
-    store: ObjectStore, sku: str, plan: Plan, fps: _Fingerprints
-) -> tuple[_World, int, list] | None:
-    """The world after the last call this plan shares with the checkpoint's, that call's index and the
-    calls' records (seeds). A crash resumes after the last finished call; a changed path after the last
-    call it did not change."""
-    try:
-        world, text = _World.from_png(store.read_bytes(layout.world_checkpoint(sku)))
-        worlds, calls = json.loads(text["worlds"]), json.loads(text["calls"])
-        # world fingerprints are chained: the plans share every call up to the last one that matches
-        shared = [c for c in range(min(len(worlds), len(plan.calls))) if worlds[c] == fps.world(c)]
-        if not shared:
-            return None
-        world.rewind(shared[-1])
-        return world.moved_to(plan.bounds), shared[-1], calls[: shared[-1] + 1]
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, zlib.error):
-        return None  # unreadable checkpoint: rebuild the world from the hero image
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,8 +119,9 @@ def generate(
     *,
     sku: str,
     on_frame: OnFrame | None = None,
+    keep_frames: bool = False,
 ) -> FrameSet:
-    """Make (or resume) the frames of `sku`'s video and store them with their manifest.
+    """Make (or resume) the frames of `sku`'s video: store the world canvas and the manifest.
 
     Args:
         pipe: a diffusers inpainting pipeline (`models.load_inpaint_pipeline`).
@@ -301,13 +130,15 @@ def generate(
         path: the camera path; `path.num_frames` frames are made.
         settings: prompt, seed and painting settings.
         on_frame: called with the SKU, each frame's manifest record and whether it was reused, for progress.
+        keep_frames: also write each frame as `frames/<SKU>/00000.png …` (renderings; off by default).
 
     Example:
         >>> settings = FrameSettings(prompt="on a beach")
         >>> frame_set = frames.generate(pipe, store, hero.image, camera.drift(), settings, sku="MUG-1")
         >>> frame_set.calls_made, frame_set.count
     """
-    return generate_batch(pipe, store, [FramesRequest(sku, hero, path, settings)], on_frame=on_frame)[0]
+    request = FramesRequest(sku, hero, path, settings)
+    return generate_batch(pipe, store, [request], on_frame=on_frame, keep_frames=keep_frames)[0]
 
 
 def generate_batch(
@@ -318,25 +149,27 @@ def generate_batch(
     batch_size: int = 1,
     on_frame: OnFrame | None = None,
     workers: int | None = None,
+    keep_frames: bool = False,
 ) -> list[FrameSet]:
     """Make (or resume) the frames of many SKUs' videos, sharing diffusion calls `batch_size` SKUs at a time.
 
     SKUs whose calls have the same window sizes (the same camera path on the same canvas size) are put side
     by side and taken `batch_size` at a time. The SKUs of a batch paint in rounds, each its next call, and
-    the calls of a round that share a window size share one pipeline call. Each SKU stores its frames,
-    manifest and world checkpoint exactly as it does alone, so resuming works the same; the painted pixels
-    may differ in their last bits from an unbatched run, and each call's record in the manifest names the
-    SKUs it was painted with.
+    the calls of a round that share a window size share one pipeline call. Each SKU stores its world
+    checkpoint and manifest exactly as it does alone, so resuming works the same; the painted pixels may
+    differ in their last bits from an unbatched run, and each call's record in the manifest names the SKUs
+    it was painted with.
 
-    Frames are PNG-encoded and stored by `workers` threads (default: the CPU count, at most 8): encoding
-    releases the GIL and an S3 PUT waits on the network, so the frames of a call take a fraction of the time
-    one thread takes (`benchmarks/bench_io.py`).
+    The frames a call completes are rendered and hashed (and PNG-encoded and stored with `keep_frames`) by
+    `workers` threads (default: the CPU count, at most 8): hashing and encoding release the GIL.
     """
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
         raise ValueError(f"`batch_size` has to be 1 or more but is {batch_size}.")
     native_side = models.native_size(pipe)
-    videos = [_Video(store, r, on_frame, native=r.settings.model_size or native_side) for r in requests]
+    videos = [
+        _Video(store, r, on_frame, keep_frames, native=r.settings.model_size or native_side) for r in requests
+    ]
 
     # 2. SKUs with the same window sizes side by side, then a batch of them at a time
     order = sorted(range(len(videos)), key=lambda i: videos[i].window_sizes)
@@ -349,12 +182,12 @@ def generate_batch(
 
 def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
     """Steps 3-5 of `generate_batch` for one batch of SKUs."""
-    # 3. Resume each SKU from what is stored: reused frames, the last checkpointed world
+    # 3. Resume each SKU from its stored world checkpoint: the calls it shares with the plan are kept
     for video in group:
         video.resume(pool)
 
     # 4. Paint in rounds: each SKU's next call; calls of one window size in one pipeline call
-    while todo := [video for video in group if not video.done]:
+    while todo := [video for video in group if not video.finished]:
         rounds: dict[tuple, list[_Video]] = {}
         for video in todo:
             rounds.setdefault(video.call_key, []).append(video)
@@ -366,7 +199,7 @@ def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
             for video, (out, attempt) in zip(same, outs, strict=True):
                 video.apply(out, attempt, batch=[v.sku for v in same])
 
-    # 5. Drop frames a longer earlier video left behind; let the world go
+    # 5. The results; let the worlds go
     for video in group:
         video.finish()
 
@@ -374,7 +207,15 @@ def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
 class _Video:
     """One SKU's frames in the making: plan, fingerprints, manifest and world canvas."""
 
-    def __init__(self, store: ObjectStore, request: FramesRequest, on_frame: OnFrame | None, *, native: int):
+    def __init__(
+        self,
+        store: ObjectStore,
+        request: FramesRequest,
+        on_frame: OnFrame | None,
+        keep_frames: bool,
+        *,
+        native: int,
+    ):
         size = request.hero.size
         if size[0] % 2 or size[1] % 2:
             raise InvalidInputError(
@@ -382,7 +223,7 @@ class _Video:
                 f"{size[0]}x{size[1]}."
             )
         self.store, self.request, self.sku, self.settings = store, request, request.sku, request.settings
-        self.on_frame, self.native = on_frame, native
+        self.on_frame, self.keep_frames, self.native = on_frame, keep_frames, native
         self.plan = plan_calls(
             request.path, size, native=native, lookahead=self.settings.lookahead,
             max_window=self.settings.max_window,
@@ -394,46 +235,67 @@ class _Video:
         return tuple((c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls)
 
     def resume(self, pool: ThreadPoolExecutor) -> None:
-        """Fingerprint the plan, reuse the stored frames that match, load the world, write what it holds."""
-        self.start = time.perf_counter()
+        """Load the world after the last call the stored checkpoint shares with the plan (or start from the
+        hero image), list the frames it completes, and store what this run keeps before painting on."""
+        self.start, self.pool, self.calls_made = time.perf_counter(), pool, 0
         hero_rgb = np.asarray(self.request.hero.convert("RGB"))
-        self.hero_png = png_bytes(hero_rgb)
-        self.fps = _Fingerprints(self.settings, self.plan, sha256(self.hero_png))
-        self.manifest = _new_manifest(self.sku, self.fps.video, self.request.path, self.plan, self.settings)
+        self.fingerprints = Fingerprints(self.settings, self.plan, frame_sha256(hero_rgb))
+        self.manifest = _new_manifest(
+            self.sku, self.fingerprints.video, self.request.path, self.plan, self.settings
+        )
+        self.manifest["keep_frames"] = self.keep_frames
+        stored = read_manifest(self.store, self.sku) or {}
 
-        stored = read_manifest(self.store, self.sku)
-        self.reused = _valid_prefix(self.store, self.sku, stored, self.fps, pool)
-        self.manifest["frames"] = list(self.reused)
-        for record in self.reused:
+        # 1. The world after the last shared call, if the stored frames it completes are the ones listed
+        resumed = _shared_checkpoint(self.store, self.sku, self.plan, self.fingerprints)
+        reused: list[dict] = []
+        if resumed is not None:
+            self.world, self.last_call, calls = resumed
+            reused = self._records(self._complete_after(0))
+            listed = {r.get("index"): r for r in stored.get("frames", []) if isinstance(r, dict)}
+            if any(_same_frame(listed.get(r["index"]), r) is False for r in reused):
+                resumed, reused = None, []  # the checkpoint does not render what it rendered before
+        if resumed is None:
+            self.world, self.last_call = World(self.plan.bounds), -1
+            self.world.paint(self.plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], bool), owner=0)
+        else:
+            self.manifest["calls"][: self.last_call + 1] = calls  # keeps the seeds that retries moved on to
+        self.reused = len(reused)
+        self.manifest["frames"] = reused
+
+        # 2. Frame PNGs: keep those still valid (and asked for), delete the rest, write the missing ones.
+        #    They are renderings: nothing reads them back, so one stale for a moment after a crash is harmless
+        pngs = [k for k in self.store.list(layout.frames_prefix(self.sku)) if _is_frame_png(k)]
+        trusted = self._trusted_pngs(stored, reused) & set(pngs)
+        for key in pngs:
+            if key not in trusted:
+                self.store.delete(key)
+        if self.keep_frames:
+            missing = [r["index"] for r in reused if layout.frame_png(self.sku, r["index"]) not in trusted]
+            list(pool.map(self._store_png, missing))
+
+        # 3. The manifest before the world: the frames listed are the ones both worlds render
+        if stored or reused:
+            write_manifest(self.store, self.sku, self.manifest)
+        for record in reused:
             if self.on_frame:
                 self.on_frame(self.sku, record, True)
-        checkpoint = _load_checkpoint(self.store, self.sku, self.plan, self.fps)
-        if checkpoint is None:
-            self.world, self.last = _World(self.plan.bounds), -1
-            self.world.paint(
-                self.plan.frame_box(0), hero_rgb, np.ones(hero_rgb.shape[:2], dtype=bool), owner=0
-            )
-        else:
-            self.world, self.last, calls = checkpoint
-            self.manifest["calls"][: self.last + 1] = calls  # keeps the seeds that retries moved on to
-        self.calls_made = 0
-        self.writer = _FrameWriter(
-            self.store, self.sku, self.plan, self.manifest, self.fps.frames, self.on_frame, pool
-        )
-        self.writer.write_ready(self.world, self.last, hero_png=self.hero_png)
+        if resumed is None:
+            self._checkpoint()
+            self._add_complete_frames()
 
     @property
-    def done(self) -> bool:
-        return self.last + 1 >= len(self.plan.calls)
+    def finished(self) -> bool:
+        return self.last_call + 1 >= len(self.plan.calls)
 
     @property
     def call_key(self) -> tuple:
         """What calls must share to be painted together: window size, steps, guidance, retries."""
         s = self.settings
-        return self.window_sizes[self.last + 1], self.native, s.steps, s.guidance, s.max_retries
+        return self.window_sizes[self.last_call + 1], self.native, s.steps, s.guidance, s.max_retries
 
     def paint_request(self) -> PaintRequest:
-        call = self.plan.calls[self.last + 1]
+        call = self.plan.calls[self.last_call + 1]
         pixels, painted = self.world.window(call.window)
         s = self.settings
         return PaintRequest(
@@ -442,39 +304,127 @@ class _Video:
         )  # fmt: skip
 
     def apply(self, out: np.ndarray, attempt: int, *, batch: list[str]) -> None:
-        """Keep the call's new pixels, checkpoint the world, then write the frames it completes."""
-        call = self.plan.calls[self.last + 1]
+        """Keep the call's new pixels, checkpoint the world, then list the frames it completes."""
+        call = self.plan.calls[self.last_call + 1]
         self.world.paint(call.window, out, ~self.world.window(call.window)[1], owner=call.index + 1)
-        self.last, self.calls_made = call.index, self.calls_made + 1
+        self.last_call, self.calls_made = call.index, self.calls_made + 1
         record = self.manifest["calls"][call.index]
         record.update(seed=step_seed(self.settings.seed, call.first_frame, attempt), batch=batch)
-        worlds = [self.fps.world(c) for c in range(call.index + 1)]
-        checkpoint_png = self.world.to_png(worlds, self.manifest["calls"][: call.index + 1])
-        self.store.write_bytes(layout.world_checkpoint(self.sku), checkpoint_png)
-        self.writer.write_ready(self.world, call.index, hero_png=self.hero_png)
+        self._checkpoint()
+        self._add_complete_frames()
 
     def finish(self) -> None:
-        keep = {layout.frames_prefix(self.sku) + r["file"] for r in self.manifest["frames"]}
-        for key in self.store.list(layout.frames_prefix(self.sku)):
-            name = key.rsplit("/", 1)[-1]
-            if name[:5].isdigit() and name.endswith(".png") and key not in keep:
-                self.store.delete(key)
         self.result = FrameSet(
             sku=self.sku,
             manifest=self.manifest,
             calls_made=self.calls_made,
-            frames_reused=len(self.reused),
+            frames_reused=self.reused,
             seconds=round(time.perf_counter() - self.start, 3),
         )
-        self.world = self.writer = None  # a backfill of many SKUs holds one batch of worlds at a time
+        self.world = self.pool = None  # a backfill of many SKUs holds one batch of worlds at a time
+
+    def _checkpoint(self) -> None:
+        """Store the world after `last_call` (after the hero image alone, for -1) as one atomic object."""
+        worlds = self.fingerprints.worlds_through(self.last_call)
+        calls = self.manifest["calls"][: self.last_call + 1]
+        self.store.write_bytes(
+            layout.world_checkpoint(self.sku), Checkpoint(self.world, worlds, calls).to_png()
+        )
+
+    def _complete_after(self, listed: int) -> list[int]:
+        """The frames from `listed` on that the world holds whole (a prefix: calls come in frame order)."""
+        ready = range(listed, len(self.plan.offsets))
+        return [k for k in ready if self.plan.call_of_frame[k] <= self.last_call]
+
+    def _add_complete_frames(self) -> None:
+        """List the frames the checkpointed world now completes (their PNGs first, when kept)."""
+        frames = self.manifest["frames"]
+        ready = self._complete_after(len(frames))
+        if not ready:
+            return
+        records = self._records(ready)
+        if self.keep_frames:
+            list(self.pool.map(self._store_png, ready))
+        frames.extend(records)
+        write_manifest(self.store, self.sku, self.manifest)
+        for record in records:
+            if self.on_frame:
+                self.on_frame(self.sku, record, False)
+
+    def _records(self, indices: list[int]) -> list[dict]:
+        """The manifest records of frames the world holds, rendered and hashed by the pool's threads."""
+        return list(self.pool.map(self._record, indices))
+
+    def _record(self, k: int) -> dict:
+        offsets = self.plan.offsets
+        shift = (
+            offsets[0] if k == 0 else (offsets[k][0] - offsets[k - 1][0], offsets[k][1] - offsets[k - 1][1])
+        )
+        return {
+            "index": k,
+            "shift": list(shift),
+            "offset": list(offsets[k]),
+            "call": self.plan.call_of_frame[k],
+            "sha256": frame_sha256(self.world.window(self.plan.frame_box(k))[0]),
+            "fingerprint": self.fingerprints.frames[k],
+        }
+
+    def _store_png(self, k: int) -> str:
+        return store_frame_png(
+            self.store, self.sku, k, render_frame(self.world, self.plan.offsets[k], self.plan.frame_size)
+        )
+
+    def _trusted_pngs(self, stored: dict, reused: list[dict]) -> set[str]:
+        """The frame PNGs this run keeps as they are, if stored: asked for, listed by a manifest that kept
+        PNGs, and showing a frame this run reuses unchanged."""
+        if not (self.keep_frames and stored.get("keep_frames")):
+            return set()
+        listed = {r.get("index"): r for r in stored.get("frames", []) if isinstance(r, dict)}
+        return {
+            layout.frame_png(self.sku, r["index"]) for r in reused if _same_frame(listed.get(r["index"]), r)
+        }
 
 
-def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: FrameSettings) -> dict:
+def _is_frame_png(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name[:5].isdigit() and name.endswith(".png")
+
+
+def _same_frame(stored: dict | None, record: dict) -> bool | None:
+    """Whether a stored manifest record shows the same frame as `record`; None if it is not comparable
+    (no record, or one made with other settings)."""
+    if stored is None or stored.get("fingerprint") != record["fingerprint"]:
+        return None
+    return stored.get("sha256") == record["sha256"]
+
+
+def _shared_checkpoint(
+    store: ObjectStore, sku: str, plan: Plan, fingerprints: Fingerprints
+) -> tuple[World, int, list[dict]] | None:
+    """The world after the last call this plan shares with the stored checkpoint's, that call's index (-1:
+    the hero image alone) and the calls' records (seeds). A crash resumes after the last finished call; a
+    changed path after the last call it did not change."""
+    try:
+        checkpoint = Checkpoint.from_png(store.read_bytes(layout.world_checkpoint(sku)))
+        # world fingerprints are chained: the plans share every call up to the last one that matches
+        calls = min(checkpoint.last_call + 1, len(plan.calls))
+        shared = [c for c in range(-1, calls) if checkpoint.worlds[c + 1] == fingerprints.world(c)]
+        if not shared:
+            return None
+        checkpoint.world.rewind(shared[-1])
+        return checkpoint.world.moved_to(plan.bounds), shared[-1], checkpoint.calls[: shared[-1] + 1]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, zlib.error):
+        return None  # unreadable checkpoint: rebuild the world from the hero image
+
+
+def _new_manifest(sku: str, fingerprint: str, path: CameraPath, plan: Plan, settings: FrameSettings) -> dict:
     calls = [{**c.to_json(), "seed": step_seed(settings.seed, c.first_frame)} for c in plan.calls]
     return {
-        "version": MANIFEST_VERSION,
+        "version": VERSION,
         "sku": sku,
-        "fingerprint": fp,
+        "fingerprint": fingerprint,
         "size": list(plan.frame_size),
         "fps": path.fps,
         "num_frames": path.num_frames,
@@ -487,71 +437,7 @@ def _new_manifest(sku: str, fp: str, path: CameraPath, plan: Plan, settings: Fra
         "lookahead": settings.lookahead,
         "model_size": settings.model_size,
         "max_window": settings.max_window,
+        "keep_frames": False,
         "calls": calls,
         "frames": [],
     }
-
-
-# Frames encoded and stored together before the manifest is written: bounds the frames held in memory.
-_WRITE_CHUNK = 64
-
-
-class _FrameWriter:
-    """Writes frames in order, as soon as the world holds all their pixels, then the manifest.
-
-    The frames one call completes are encoded and stored in parallel, and the manifest is written once after
-    them: it lists only frames that are whole. A crash may leave frames the manifest does not list yet; a
-    resume writes them again from the checkpointed world, byte for byte the same.
-    """
-
-    def __init__(
-        self,
-        store: ObjectStore,
-        sku: str,
-        plan: Plan,
-        manifest: dict,
-        fingerprints: list[str],
-        on_frame: OnFrame | None,
-        pool: ThreadPoolExecutor,
-    ):
-        self.store, self.sku, self.plan, self.manifest, self.on_frame = store, sku, plan, manifest, on_frame
-        self.fingerprints, self.pool = fingerprints, pool
-        self.fail_at = int(os.environ.get(FAIL_AT_FRAME_ENV, "-1"))
-
-    def write_ready(self, world: _World, done: int, *, hero_png: bytes) -> None:
-        frames = self.manifest["frames"]
-        ready = range(len(frames), len(self.plan.offsets))
-        ready = [k for k in ready if self.plan.call_of_frame[k] <= done]  # a prefix: calls come in order
-        for chunk in batches([k for k in ready if k < self.fail_at or self.fail_at < 0], _WRITE_CHUNK):
-            # copy the windows now: the world changes with the next call
-            images = [hero_png if k == 0 else world.window(self.plan.frame_box(k))[0].copy() for k in chunk]
-            records = list(self.pool.map(self._store, chunk, images))
-            frames.extend(records)
-            self.store.write_bytes(
-                layout.frames_manifest(self.sku), json.dumps(self.manifest, indent=1).encode()
-            )
-            for record in records:
-                if self.on_frame:
-                    self.on_frame(self.sku, record, False)
-        if self.fail_at in ready:
-            raise RuntimeError(
-                f"SKU {self.sku}: test fault injected at frame {self.fail_at} ({FAIL_AT_FRAME_ENV})."
-            )
-
-    def _store(self, k: int, image: bytes | np.ndarray) -> dict:
-        """Encode and store frame `k`; its manifest record."""
-        data = image if isinstance(image, bytes) else png_bytes(image)
-        self.store.write_bytes(layout.frame_png(self.sku, k), data)
-        return {
-            "index": k,
-            "file": f"{k:05d}.png",
-            "shift": list(self.plan.offsets[k] if k == 0 else _diff(self.plan.offsets, k)),
-            "offset": list(self.plan.offsets[k]),
-            "call": self.plan.call_of_frame[k],
-            "sha256": sha256(data),
-            "fingerprint": self.fingerprints[k],
-        }
-
-
-def _diff(offsets: tuple[tuple[int, int], ...], k: int) -> tuple[int, int]:
-    return offsets[k][0] - offsets[k - 1][0], offsets[k][1] - offsets[k - 1][1]

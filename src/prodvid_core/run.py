@@ -1,7 +1,7 @@
 """The whole chain for one SKU, the way the CLI runs it: canvas → mask → hero → frames → video.
 
 Each step stores its result before the next starts, so a crash leaves every finished step on disk; a re-run
-reuses a hero image made with the same settings and every frame whose fingerprint and checksum match.
+reuses a hero image made with the same settings and every diffusion call its stored world checkpoint shares.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Settings:
     max_window: int = 768
     model_size: int | None = None
     batch_size: int = 1
+    keep_frames: bool = False  # also store frames/<SKU>/00000.png …; the world and manifest are the frames
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work before any model is loaded or any SKU is touched."""
@@ -110,6 +111,9 @@ def _preset_models(preset: str) -> dict[str, str]:
     return {"hero_model": preset, "frames_model": preset}
 
 
+_KINDS = {"int": "number (int)", "float": "number (float)", "bool": "boolean (1/0, true/false)"}
+
+
 def _env_settings() -> dict:
     """The `PRODVID_<FIELD>` env vars that are set, converted to each field's type."""
     values = {}
@@ -118,12 +122,21 @@ def _env_settings() -> dict:
         if not raw:
             continue
         try:
-            values[f.name] = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)(raw)
+            convert = {"int": int, "int | None": int, "float": float, "bool": _bool}
+            values[f.name] = convert.get(str(f.type), str)(raw)
         except ValueError:
             raise SettingsError(
-                f"PRODVID_{f.name.upper()} must be a number ({f.type}) but is {raw!r}."
+                f"PRODVID_{f.name.upper()} must be a {_KINDS.get(str(f.type), f.type)} but is {raw!r}."
             ) from None
     return values
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 @dataclass
@@ -227,13 +240,21 @@ def make_frames_batch(
         for sku, (hero_image, brief) in inputs.items()
     ]
     pipe = pipe if pipe is not None else settings.load(settings.frames_model)
-    results = frames.generate_batch(pipe, store, requests, batch_size=settings.batch_size, on_frame=on_frame)
+    results = frames.generate_batch(
+        pipe,
+        store,
+        requests,
+        batch_size=settings.batch_size,
+        on_frame=on_frame,
+        keep_frames=settings.keep_frames,
+    )
     return {result.sku: result for result in results}
 
 
 def make_video(store: ObjectStore, sku: str, frame_set: FrameSet) -> tuple[VideoResult, bool]:
-    """The MP4 of the stored frames, and whether it was reused: encoding is skipped when the stored MP4 was
-    encoded from these very frames at this frame rate and its bytes are intact."""
+    """The MP4 of the frames, rendered from the stored world, and whether it was reused: encoding is skipped
+    when the stored MP4 was encoded from these very frames (their sha256s) at this frame rate and its bytes
+    are intact."""
     source = _video_source(frame_set)
     stored = artifacts.read_json(store, layout.video_json(sku))
     if stored and stored.get("frames_sha256") == source:
@@ -250,7 +271,7 @@ def make_video(store: ObjectStore, sku: str, frame_set: FrameSet) -> tuple[Video
 
 
 def _video_source(frame_set: FrameSet) -> str:
-    """What decides the MP4's bytes: the frames' bytes, their rate and the codec."""
+    """What decides the MP4's bytes: the frames' pixels (the manifest's sha256s), their rate and the codec."""
     shas = [record["sha256"] for record in frame_set.manifest["frames"]]
     source = {"frames": shas, "fps": frame_set.manifest["fps"], "codec": video.CODEC}
     return sha256(json.dumps(source, sort_keys=True).encode())
@@ -321,7 +342,7 @@ def generate_many(
     for sku in inputs:
         video_result, video_reused = make_video(store, sku, frame_sets[sku])
         keys[sku] += [layout.hero_png(sku), layout.hero_json(sku), *frame_sets[sku].keys]
-        keys[sku] += [layout.frames_manifest(sku), layout.video_mp4(sku), layout.video_json(sku)]
+        keys[sku] += [layout.video_mp4(sku), layout.video_json(sku)]
         expanded, product = canvases[sku]
         hero_result, hero_reused = heroes[sku]
         results[sku] = SkuResult(

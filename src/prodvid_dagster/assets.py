@@ -28,6 +28,7 @@ from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
+from prodvid_core.render import load_frames
 from prodvid_core.run import Settings, make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
@@ -249,9 +250,9 @@ def frames(
     models: ModelsResource,
     store: StoreResource,
 ) -> dict[str, FrameSet]:
-    """The video's frames, windows of a world canvas painted once (`frames/<SKU>/*.png` + manifest.json).
-    Each frame is stored as it is made; a retry or a re-execution reuses every stored frame whose
-    fingerprint matches and paints only the missing ones."""
+    """The video's frames, windows of a world canvas painted once (`frames/<SKU>/world.png` + manifest.json;
+    per-frame PNGs only with `models.keep_frames`). The world is checkpointed after each diffusion call; a
+    retry or a re-execution resumes after the last checkpointed call and paints only the missing ones."""
     settings, st = _settings(models), store.open()
     with _user_errors(), _stop_when_terminated(context):
         briefs = {}
@@ -272,11 +273,11 @@ def frames(
             st, inputs, settings, pipe=models.pipeline(settings.frames_model), on_frame=on_frame
         )
     for sku, frame_set in out.items():
-        keys = frame_set.keys
+        first, last = load_frames(st, sku, frame_set.manifest, indices=[0, frame_set.count - 1])
         context.add_asset_metadata(
             {
-                "first frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[0])))),
-                "last frame": _preview(Image.open(io.BytesIO(st.read_bytes(keys[-1])))),
+                "first frame": _preview(Image.fromarray(first)),
+                "last frame": _preview(Image.fromarray(last)),
                 "frames": frame_set.count,
                 "diffusion calls": frame_set.calls_made,
                 "frames reused": frame_set.frames_reused,

@@ -1,5 +1,5 @@
 """Per-SKU blocking checks: the product is exact in the hero image and in every frame, no frame is blank,
-and the video decodes to the frames it was made from.
+and the video decodes to the frames it was made from. Frames are rendered from the stored world canvas.
 
 Each check is partitioned like its asset, so its result is recorded against the SKU. In a single-run
 backfill one check step covers many SKUs: it records one evaluation per SKU and returns their summary
@@ -18,9 +18,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from PIL import Image
 
 from prodvid_core.canvas import Canvas
-from prodvid_core.frames import FrameSet, load_frames
+from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.inpaint import is_unusable
+from prodvid_core.render import load_frames
 from prodvid_core.verify import product_diff
 from prodvid_core.video import VideoResult, probe
 from prodvid_dagster.assets import frames, hero_image, video
@@ -126,7 +127,8 @@ def frames_product_exact(
     for sku in _skus(context):
         records = frames[sku].manifest["frames"]
         bad_frames, checked = [], 0
-        for record, image in zip(records, load_frames(st, sku, frames[sku].manifest), strict=True):
+        rendered = load_frames(st, sku, frames[sku].manifest, verify=False)  # the pixels are what is checked
+        for record, image in zip(records, rendered, strict=True):
             diff = product_diff(expanded_canvas[sku].image, mask[sku], image, offset=tuple(record["offset"]))
             checked += diff.visible
             if not diff.exact:
@@ -156,9 +158,8 @@ def frames_not_blank(
     outcomes = {}
     for sku in _skus(context):
         blank = []
-        for record, image in zip(
-            frames[sku].manifest["frames"], load_frames(st, sku, frames[sku].manifest), strict=True
-        ):
+        rendered = load_frames(st, sku, frames[sku].manifest, verify=False)
+        for record, image in zip(frames[sku].manifest["frames"], rendered, strict=True):
             reason = is_unusable(image.astype(np.float32) / 255.0)
             if reason:
                 blank.append(f"frame {record['index']} is {reason}")

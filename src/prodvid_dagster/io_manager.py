@@ -9,11 +9,13 @@ normal run, many for a single-run backfill. The IO manager stores and loads each
 | `expanded_canvas` | `canvas.Canvas` | `expanded_canvas/<SKU>.png` + `.json` |
 | `mask` | PIL image, mode L | `mask/<SKU>.png` |
 | `hero_image` | `hero.HeroResult` | `hero_image/<SKU>.png` + `.json` (written by `run.make_heroes`) |
-| `frames` | `frames.FrameSet` | `frames/<SKU>/00000.png …` + `manifest.json` (written frame by frame) |
+| `frames` | `frames.FrameSet` | `frames/<SKU>/world.png` + `manifest.json` (after each call) |
 | `video` | `video.VideoResult` | `video/<SKU>.mp4` + `.json` (written by `run.make_video`) |
 
-The hero image, the frames and the video are stored by the core as they are made (that is what lets a
-re-run reuse them); for those three the IO manager only confirms the files are there.
+Frames are rendered from the world and manifest where they are needed; `00000.png …` are stored too only
+with `keep_frames`, and then `FrameSet.keys` lists them. The hero image, the frames and the video are
+stored by the core as they are made (that is what lets a re-run reuse them); for those three the IO manager
+only confirms the files are there (`FrameSet.keys`).
 """
 
 from collections.abc import Callable

@@ -3,7 +3,7 @@
 The in-process executor runs every step in the run's own process, so each model is loaded once per run
 (once for all SKUs of a single-run backfill). `hero_image` and `frames` sit in the `gpu` pool and the job's
 runs carry the `prodvid/gpu` tag; the shipped dagster.yaml limits both to one run at a time. It also turns
-run retries on: a retry re-executes from failure, and `frames` resumes from its stored frames.
+run retries on: a retry re-executes from failure, and `frames` resumes from its world checkpoint.
 """
 
 import dagster as dg

@@ -22,6 +22,7 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 768 (model pixels) |
 | `ModelsResource.model_size` | `PRODVID_MODEL_SIZE` | the checkpoint's native side |
 | `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
+| `ModelsResource.keep_frames` | `PRODVID_KEEP_FRAMES` | off (frames are rendered from the world) |
 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
 """
@@ -76,6 +77,11 @@ class ModelsResource(dg.ConfigurableResource):
     batch_size: int | None = Field(
         None,
         description="SKUs of a backfill that share one diffusion call ($PRODVID_BATCH_SIZE, 1).",
+    )
+    keep_frames: bool | None = Field(
+        None,
+        description="Also store every frame as frames/<SKU>/00000.png …; the world canvas and manifest are "
+        "the frames either way ($PRODVID_KEEP_FRAMES, off).",
     )
 
     _settings: Settings | None = PrivateAttr(default=None)

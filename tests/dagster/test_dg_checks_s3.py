@@ -11,8 +11,9 @@ from PIL import Image
 
 from prodvid_core import layout, video
 from prodvid_core.encoding import png_bytes
-from prodvid_core.frames import load_frames, read_manifest
+from prodvid_core.frames import load_frames
 from prodvid_core.storage import S3Store
+from prodvid_core.world import Checkpoint
 from prodvid_dagster.checks import CHECKS
 from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
@@ -47,16 +48,25 @@ def tamper_hero(store):
     store.write_bytes(layout.hero_png(SKU), png_bytes(hero))
 
 
-def tamper_frame_product(store):
-    frame = list(load_frames(store, SKU))[3].copy()
-    record = read_manifest(store, SKU)["frames"][3]
+def _tamper_world(store, change) -> None:
+    """Change the stored world canvas the frames are rendered from; it still reads back as a checkpoint."""
+    checkpoint = Checkpoint.from_png(store.read_bytes(layout.world_checkpoint(SKU)))
+    change(checkpoint.world)
+    store.write_bytes(layout.world_checkpoint(SKU), checkpoint.to_png())
+
+
+def tamper_world_product(store):
+    """One product pixel of the world (frame 0's coordinates are the world's): every frame shows it."""
     y, x = _first_product_pixel(store)
-    frame[y + record["offset"][1], x + record["offset"][0]] ^= 1
-    store.write_bytes(layout.frame_png(SKU, 3), png_bytes(frame))
+
+    def flip(world):
+        world.pixels[y - world.bounds[1], x - world.bounds[0]] ^= 1
+
+    _tamper_world(store, flip)
 
 
-def blank_frame(store):
-    store.write_bytes(layout.frame_png(SKU, 2), png_bytes(np.zeros((256, 256, 3), np.uint8)))
+def blank_world(store):
+    _tamper_world(store, lambda world: world.pixels.fill(0))
 
 
 def short_video(store):
@@ -67,8 +77,8 @@ def short_video(store):
     ("tamper", "check", "what", "also_failing"),
     [
         (tamper_hero, "hero_product_exact", "1 of", set()),
-        (tamper_frame_product, "frames_product_exact", "frame 3: 1 pixels", set()),
-        (blank_frame, "frames_not_blank", "frame 2 is", {"frames_product_exact"}),  # a black frame hides it
+        (tamper_world_product, "frames_product_exact", "frame 3: 1 pixels", set()),
+        (blank_world, "frames_not_blank", "frame 2 is", {"frames_product_exact"}),  # black frames hide it
         (short_video, "video_decodes", "decodes to 3 frames", set()),
     ],
 )
@@ -108,9 +118,10 @@ def test_whole_chain_on_s3(instance, fast_env, monkeypatch, s3_endpoint):
         layout.frames_manifest(SKU),
         layout.video_mp4(SKU),
         layout.video_json(SKU),
-        *(layout.frame_png(SKU, k) for k in range(BRIEF["num_frames"])),
+        layout.world_checkpoint(SKU),
     }
     assert keys >= expected
+    assert not [k for k in keys if k.startswith("frames/") and k[-9:-4].isdigit()]  # frames are rendered
     assert video.probe(s3.read_bytes(layout.video_mp4(SKU)))[0] == BRIEF["num_frames"]
     hero_meta = result.asset_materializations_for_node("hero_image")[0].metadata
     assert hero_meta["storage"].value == f"s3://{bucket}/catalog/{layout.hero_png(SKU)}"

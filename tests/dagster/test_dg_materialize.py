@@ -1,5 +1,6 @@
 """The whole chain for one SKU through the shipped definitions: the files, green checks, metadata."""
 
+import io
 import json
 
 import dagster as dg
@@ -9,7 +10,7 @@ from dgtest import BRIEF, drop_sku
 from PIL import Image
 
 from prodvid_core import artifacts, layout
-from prodvid_core.frames import read_manifest
+from prodvid_core.frames import load_frames, read_manifest
 from prodvid_core.video import probe
 from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
@@ -22,9 +23,9 @@ EXPECTED_KEYS = {
     "hero_image/BOTTLE-1.png",
     "hero_image/BOTTLE-1.json",
     "frames/BOTTLE-1/manifest.json",
+    "frames/BOTTLE-1/world.png",  # the frames are rendered from it: no frame PNGs unless kept
     "video/BOTTLE-1.mp4",
     "video/BOTTLE-1.json",
-    *(f"frames/BOTTLE-1/{k:05d}.png" for k in range(BRIEF["num_frames"])),
 }
 
 
@@ -54,9 +55,7 @@ def test_one_sku_end_to_end_local(instance, store):
 
     # every file of the layout, no pickles, nothing else written for the SKU
     written = {k for k in store.list() if not k.startswith("inbox/") and SKU in k}
-    assert written >= EXPECTED_KEYS
-    assert not [k for k in written if k.endswith((".pkl", ".pickle"))]
-    assert written - EXPECTED_KEYS <= {layout.world_checkpoint(SKU)}
+    assert written == EXPECTED_KEYS
 
     # the files are what they say: hero exact under the mask, video decodes to the manifest
     canvas = np.asarray(artifacts.load_canvas(store, SKU).image.convert("RGB"))
@@ -106,6 +105,21 @@ def test_rerun_reuses_hero_frames_and_video(instance, store):
     assert frames_meta["diffusion calls"].value == 0
     assert frames_meta["frames reused"].value == BRIEF["num_frames"]
     assert metadata(instance, "video", SKU)["reused"].value is True
+
+
+def test_keep_frames_stores_the_rendered_frames_as_pngs(instance, store):
+    drop_sku(store, SKU)
+    config = {"resources": {"models": {"config": {"keep_frames": True}}}}
+    assert run_sku(instance, SKU, run_config=config).success
+    pngs = [f"frames/{SKU}/{k:05d}.png" for k in range(BRIEF["num_frames"])]
+    assert set(store.list(f"frames/{SKU}/")) == {
+        *pngs,
+        layout.frames_manifest(SKU),
+        layout.world_checkpoint(SKU),
+    }
+    for key, frame in zip(pngs, load_frames(store, SKU), strict=True):
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(store.read_bytes(key)))), frame)
+    assert all(e.passed for e in check_results(run_sku(instance, SKU, run_config=config)).values())
 
 
 def test_launchpad_config_overrides_the_brief(instance, store):

@@ -1,19 +1,22 @@
-"""Resume: a run that fails at frame k, retried by the RetryPolicy and then re-executed from failure, paints
-only the missing frames, and its video is byte for byte the one an uninterrupted run makes."""
+"""Resume: a run whose pipeline fails after frame k, retried by the RetryPolicy and then re-executed from
+failure, paints only the missing frames, and its world, manifest and video are byte for byte the ones an
+uninterrupted run makes."""
 
 import dagster as dg
 import pytest
 from dgtest import BRIEF, drop_sku
 
 from prodvid_core import layout
-from prodvid_core.frames import FAIL_AT_FRAME_ENV, read_manifest
+from prodvid_core.frames import read_manifest
 from prodvid_core.storage import LocalStore
+from prodvid_core.world import Checkpoint
 from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
+from prodvid_dagster.resources import ModelsResource
 
 SKU = "MUG-9"
 NUM_FRAMES = 8
-FAIL_AT = 4
+FAIL_AT = 4  # frames 0..FAIL_AT-1 are made (one call per frame after the hero image), then calls fail
 
 
 def prodvid_job():
@@ -30,6 +33,23 @@ def frames_metadata(instance, run_id: str) -> dict:
 
 def messages(instance, run_id: str) -> list[str]:
     return [e.user_message for e in instance.all_logs(run_id)]
+
+
+class FailingPipeline:
+    """The real pipeline, failing every call after the first `calls` (over all attempts), as a GPU that
+    keeps failing would; attributes are the real pipeline's."""
+
+    def __init__(self, pipe, budget: list[int]):
+        self.pipe, self.budget = pipe, budget
+
+    def __call__(self, **kwargs):
+        if self.budget[0] <= 0:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+        self.budget[0] -= 1
+        return self.pipe(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
 
 
 @pytest.fixture
@@ -55,14 +75,18 @@ def test_reexecution_from_failure_paints_only_missing_frames(
         uninterrupted = frames_metadata(instance, result.run_id)
     assert uninterrupted["diffusion calls"] == NUM_FRAMES - 1
 
-    # the same SKU in another store, with a fault injected before frame FAIL_AT is written
+    # the same SKU in another store, with a pipeline that fails after painting frames 1..FAIL_AT-1
     store = LocalStore(tmp_path / "store")
     monkeypatch.setenv("PRODVID_STORE", str(store.root))
     drop_sku(store, SKU, brief)
-    monkeypatch.setenv(FAIL_AT_FRAME_ENV, str(FAIL_AT))
-    with dg.execute_job(job, instance, tags=tags) as failed:
-        assert not failed.success
-        failed_run_id = failed.run_id
+    real, budget = ModelsResource.pipeline, [FAIL_AT - 1]
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            ModelsResource, "pipeline", lambda self, model: FailingPipeline(real(self, model), budget)
+        )
+        with dg.execute_job(job, instance, tags=tags) as failed:
+            assert not failed.success
+            failed_run_id = failed.run_id
     logs = messages(instance, failed_run_id)
     retries = [m for m in logs if "requested a retry" in m]
     assert len(retries) == 2, "the RetryPolicy retries `frames` twice"
@@ -71,11 +95,15 @@ def test_reexecution_from_failure_paints_only_missing_frames(
     assert sum(f"frame {FAIL_AT}/{NUM_FRAMES} made" in m for m in logs) == 1
     stored = read_manifest(store, SKU)
     assert [f["index"] for f in stored["frames"]] == list(range(FAIL_AT))
-    mtimes = {k: (store.root / layout.frame_png(SKU, k)).stat().st_mtime_ns for k in range(FAIL_AT)}
+    world = store.read_bytes(layout.world_checkpoint(SKU))
+    assert Checkpoint.from_png(world).last_call == FAIL_AT - 2  # call c completes frame c + 1
     assert not store.exists(layout.video_mp4(SKU))
+    assert store.list(layout.frames_prefix(SKU)) == [
+        layout.frames_manifest(SKU),
+        layout.world_checkpoint(SKU),
+    ]
 
     # the fault is gone; "Re-execute from failure" on the same instance
-    monkeypatch.delenv(FAIL_AT_FRAME_ENV)
     options = dg.ReexecutionOptions.from_failure(failed_run_id, instance)
     # (the UI copies the parent run's tags, partition included; execute_job takes them explicitly)
     with dg.execute_job(job, instance, tags=tags, reexecution_options=options) as resumed:
@@ -84,15 +112,13 @@ def test_reexecution_from_failure_paints_only_missing_frames(
         resumed_meta = frames_metadata(instance, resumed.run_id)
         checks = {e.check_name: e.passed for e in resumed.get_asset_check_evaluations()}
     assert "hero_image" not in steps and "frames" in steps and "video" in steps
+    # only the calls of the missing frames were made
     assert resumed_meta["frames reused"] == FAIL_AT
-    # frame FAIL_AT's call was made and checkpointed before the fault, so only the frames after it are painted
-    assert resumed_meta["diffusion calls"] == NUM_FRAMES - 1 - FAIL_AT
-    assert {k: (store.root / layout.frame_png(SKU, k)).stat().st_mtime_ns for k in range(FAIL_AT)} == mtimes
+    assert resumed_meta["diffusion calls"] == NUM_FRAMES - FAIL_AT
 
-    # byte for byte what the uninterrupted run made
-    for k in range(NUM_FRAMES):
-        assert store.read_bytes(layout.frame_png(SKU, k)) == reference.read_bytes(layout.frame_png(SKU, k))
-    assert store.read_bytes(layout.video_mp4(SKU)) == reference.read_bytes(layout.video_mp4(SKU))
+    # byte for byte what the uninterrupted run made: world, manifest and video
+    for key in (layout.world_checkpoint(SKU), layout.frames_manifest(SKU), layout.video_mp4(SKU)):
+        assert store.read_bytes(key) == reference.read_bytes(key), key
     assert checks == {
         "frames_product_exact": True,
         "frames_not_blank": True,
