@@ -92,8 +92,9 @@ def decode_brief(data: bytes | str, *, sku: str, what: str = "the brief") -> dic
     return decoded
 
 
-def parse_brief(data: bytes | str | dict, *, sku: str) -> Brief:
-    """Validate a brief (JSON text or an already parsed dict) for `sku`."""
+def parse_brief(data: bytes | str | dict, *, sku: str, require_prompt: bool = True) -> Brief:
+    """Validate a brief (JSON text or an already parsed dict) for `sku`; with `require_prompt=False` a
+    missing prompt is allowed (and is "")."""
     validate_sku(sku)
     if isinstance(data, bytes | str):
         data = decode_brief(data, sku=sku)
@@ -110,7 +111,7 @@ def parse_brief(data: bytes | str | dict, *, sku: str) -> Brief:
             raise InvalidBriefError(
                 f"SKU {sku}: brief field {key!r} must be {want}, got {type(value).__name__}."
             )
-    if not data.get("prompt", "").strip():
+    if require_prompt and not data.get("prompt", "").strip():
         raise InvalidBriefError(f"SKU {sku}: the brief needs a non-empty 'prompt'.")
     if data.get("seed", 0) < 0:
         raise InvalidBriefError(f"SKU {sku}: brief field 'seed' must be 0 or more, got {data['seed']}.")
@@ -126,7 +127,7 @@ def parse_brief(data: bytes | str | dict, *, sku: str) -> Brief:
     data = {k: float(v) if _TYPES[k] is _NUMBER else v for k, v in data.items()}
     if "format" in data:
         data["format"] = formats.parse_format(data["format"]).name  # " Story " is "story"
-    brief = Brief(**data)
+    brief = Brief(**{"prompt": "", **data})
     # the camera spec and the length are checked now, not deep inside a run (at any size: only the pixel
     # counts depend on it)
     frames = brief.camera_path(sku, formats.parse_format(brief.format or formats.DEFAULT_FORMAT).size)

@@ -179,13 +179,13 @@ class SkuResult:
     keys: list[str] = field(default_factory=list)
 
 
-def framing(brief: Brief, settings: Settings) -> formats.Framing:
+def framing(brief: Brief | None, settings: Settings) -> formats.Framing:
     """A SKU's output format and placement: each of `format`, `anchor`, `fill`, `margin` from its brief
     where the brief sets it, else from the settings (flags and run config reach a SKU through its brief:
-    `generate --format`, Dagster's `CanvasConfig`)."""
+    `generate --format`, Dagster's `CanvasConfig`). Without a brief, the settings' own."""
 
     def pick(name: str):
-        value = getattr(brief, name)
+        value = getattr(brief, name, None)
         return getattr(settings, name) if value is None else value
 
     return formats.Framing(
