@@ -156,6 +156,7 @@ def test_format_and_placement_in_the_run_config_win_over_the_brief(instance, sto
     assert (canvas_meta["format"].value, canvas_meta["anchor"].value) == ("256x448", "left-third")
 
 
+@pytest.mark.slow  # ~100 s on a busy 2-core CPU while the hero model paints at the output size
 def test_a_story_brief_in_the_inbox_makes_a_1080x1920_canvas_and_hero_image(instance, store):
     brief = {"prompt": "a bottle on a wooden table", "seed": 7, "format": "story"}
     drop_sku(store, SKU, brief)
