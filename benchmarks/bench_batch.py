@@ -53,7 +53,9 @@ def _make_all(pipe: _Counting, settings: run.Settings, skus: int, num_frames: in
         start = time.perf_counter()
         made = hero.generate_batch(pipe, heroes, steps=settings.steps, batch_size=batch)
         videos = [
-            frames.FramesRequest(sku, result.image, b.camera_path(sku), run.frame_settings(b, settings))
+            frames.FramesRequest(
+                sku, result.image, b.camera_path(sku, result.image.size), run.frame_settings(b, settings)
+            )
             for (sku, b), result in zip(briefs.items(), made, strict=True)
         ]
         frames.generate_batch(pipe, LocalStore(tmp), videos, batch_size=batch)

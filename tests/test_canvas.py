@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 import photos
 from prodvid_core.canvas import Canvas, Placement, expand, load_photo
 from prodvid_core.errors import InvalidInputError, InvalidSkuError
+from prodvid_core.formats import ANCHORS, PRESETS, parse_format
 from prodvid_core.mask import foreground, segment
 from prodvid_core.sample import SAMPLE_KINDS, sample_label_box, sample_photo_bytes, sample_product
 
@@ -58,7 +59,8 @@ def _photo(name: str) -> bytes:
 
 @cache
 def _expanded(name: str, **options) -> tuple[Canvas, np.ndarray]:
-    canvas = expand(_photo(name), sku=SKU, **options)
+    """`expand` on a 512 px canvas unless `size` says otherwise (the tests below were designed at 512)."""
+    canvas = expand(_photo(name), sku=SKU, **{"size": 512, **options})
     return canvas, np.asarray(segment(canvas.image, sku=SKU)) == 255
 
 
@@ -274,26 +276,104 @@ def test_upscale_enlarges_a_small_product_once(name):
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        ({"size": 500}, "500"),
-        ({"size": (512, 300)}, "300"),
+        ({"size": 501}, "`size` sides have to be even and at least 64 but are 501 and 501"),
+        ({"size": (512, 301)}, "301"),
         ({"size": 32}, "32"),
-        ({"fill": 0}, "fill"),
-        ({"fill": 1.5}, "fill"),
-        ({"margin": -0.1}, "margin"),
-        ({"anchor": "top"}, "anchor"),
+        ({"fill": 0}, "`fill` has to be in (0, 1] but is 0"),
+        ({"fill": 1.5}, "`fill` has to be in (0, 1] but is 1.5"),
+        ({"margin": -0.1}, "`margin` has to be in [0, 0.4] but is -0.1"),
+        ({"margin": 0.5}, "`margin` has to be in [0, 0.4] but is 0.5"),
+        ({"border": 0.6}, "`border` has to be in [0, 0.5] but is 0.6"),
+        ({"anchor": "top"}, "`anchor` has to be one of bottom, center, left-third, right-third but is 'top'"),
     ],
 )
 def test_bad_options_are_value_errors_naming_the_value(options, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(ValueError) as info:
         expand(_photo("labelled"), sku=SKU, **options)
+    assert words in str(info.value)
 
 
-def test_fill_and_margin_shape_the_placement():
-    small, _ = _expanded("labelled_large", fill=0.4, margin=0.1)
+def test_fill_and_border_shape_the_placement():
+    small, _ = _expanded("labelled_large", fill=0.4, border=0.1)
     big, _ = _expanded("labelled_large")
     assert small.placement.scale < big.placement.scale
     width = small.placement.source_box[2] - small.placement.source_box[0]
     assert width >= 420 + 2 * 67  # product 420 px wide plus 10% of its 672 px height each side
+
+
+# --- formats and placement ------------------------------------------------------------------------------
+
+FORMATS = [*PRESETS, "1000x562"]  # the presets and an odd one: even sides, not multiples of 8
+
+
+def _product_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+@pytest.mark.parametrize("anchor", ANCHORS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", ["labelled", "huge"])
+def test_each_anchor_at_each_format_places_the_product_exactly_where_it_says(name, fmt, anchor):
+    width, height = parse_format(fmt).size
+    canvas, mask = _expanded(name, size=(width, height), anchor=anchor)
+    assert canvas.image.size == (width, height) == canvas.placement.canvas_size
+    # the product is the photo's, copied unchanged when it fits (scale 1), else resized exactly once
+    source = load_photo(_photo(name), sku=SKU)
+    rgb, _ = _expected_crop(source, canvas.placement)
+    pixels = _crop(np.asarray(canvas.image), canvas.placement.canvas_box)
+    inside = _crop(mask, canvas.placement.canvas_box)
+    assert np.array_equal(pixels[inside], rgb[inside])
+    assert (np.asarray(canvas.image)[~mask] == 255).all()
+    if name == "labelled":
+        assert canvas.placement.scale == 1.0  # 240x340 fits 0.7 of every format's shorter side
+        box = canvas.placement.source_box
+        assert np.array_equal(pixels[inside], np.asarray(source.crop(box))[inside])
+    # where the anchor puts it: within 1.5 px of its line, inside the canvas
+    left, top, right, bottom = _product_box(mask)
+    product = _product_box(np.asarray(segment(source, sku=SKU)) == 255)
+    scale = canvas.placement.scale
+    assert right - left <= 0.7 * width + 3 and bottom - top <= 0.7 * height + 3
+    centre_x = {"left-third": width / 3, "right-third": 2 * width / 3}.get(anchor, width / 2)
+    centre_x = min(max(centre_x, (right - left) / 2), width - (right - left) / 2)  # moved inwards
+    assert abs((left + right) / 2 - centre_x) <= 1.5 + scale, (left, right, centre_x)
+    if anchor == "center":
+        assert abs((top + bottom) / 2 - height / 2) <= 1.5 + scale
+    else:
+        assert abs(bottom - 0.9 * height) <= 1.5 + scale
+    assert (product[2] - product[0]) * scale == pytest.approx(right - left, abs=3)
+
+
+@pytest.mark.parametrize("anchor", ANCHORS)
+@pytest.mark.parametrize(
+    ("name", "fmt", "margin"),
+    [
+        ("labelled", "story", 0.2),
+        ("huge", "story", 0.15),
+        ("tall", "1000x562", 0.1),
+        ("wide", "landscape", 0.4),
+    ],
+)
+def test_the_margin_stays_clear_of_the_product(name, fmt, margin, anchor):
+    width, height = parse_format(fmt).size
+    canvas, mask = _expanded(name, size=(width, height), anchor=anchor, margin=margin, fill=1.0)
+    left, top, right, bottom = _product_box(mask)
+    clear_x, clear_y = -(-margin * width // 1), -(-margin * height // 1)  # ceil
+    assert left >= clear_x and right <= width - clear_x, (left, right, clear_x)
+    assert top >= clear_y and bottom <= height - clear_y, (top, bottom, clear_y)
+    if name == "labelled":  # fits the room the margin leaves: still copied unchanged
+        assert canvas.placement.scale == 1.0
+    else:  # reduced to the room (fill 1 would allow more), not further
+        room = min((width - 2 * clear_x) / (right - left), (height - 2 * clear_y) / (bottom - top))
+        assert 1.0 <= room <= 1.1
+
+
+def test_margin_zero_and_the_old_defaults_give_the_placement_of_before():
+    """The 512 px placement the sample photo always had (canvas.py's example): margin 0 changes nothing."""
+    from prodvid_core.sample import sample_photo_bytes
+
+    canvas = expand(sample_photo_bytes(), sku="DEMO-1", size=(512, 512), margin=0.0, anchor="bottom")
+    assert (canvas.placement.scale, canvas.placement.canvas_box) == (0.5333333333333333, (137, 95, 376, 468))
 
 
 # --- metadata, determinism, errors ----------------------------------------------------------------------

@@ -90,9 +90,58 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     }
 
 
+def _product_columns(mask_png: Path) -> tuple[int, int]:
+    """The first and one past the last column of a stored mask that hold product pixels."""
+    import numpy as np
+    from PIL import Image
+
+    cols = np.flatnonzero((np.asarray(Image.open(mask_png)) == 255).any(axis=0))
+    return int(cols[0]), int(cols[-1]) + 1
+
+
+def test_generate_format_placement_and_seconds_flags_win_over_the_brief(photo, tmp_path):
+    from prodvid_core.video import probe
+
+    store, brief = tmp_path / "store", tmp_path / "brief.json"
+    brief.write_text(
+        json.dumps({"prompt": "a bottle", "format": "story", "num_frames": 30, "anchor": "center"})
+    )
+    flags = [
+        "--format",
+        "256x448",
+        "--anchor",
+        "right-third",
+        "--margin",
+        "0.05",
+        "--seconds",
+        "0.5",
+        "--fps",
+        "8",
+    ]
+    common = ["--preset", "tiny", "--steps", "2", "--store", str(store)]
+    out = prodvid("generate", "FMT-1", "--image", str(photo), "--brief", str(brief), *common, *flags)
+    assert "5 frames (0 reused" in out.stdout  # 0.5 s at 8 fps, plus the hero image
+    meta = json.loads((store / "expanded_canvas" / "FMT-1.json").read_text())
+    assert meta["size"] == [256, 448]
+    left, right = _product_columns(store / "mask" / "FMT-1.png")
+    assert (left + right) / 2 > 128 and right <= 256 - 13  # on the right third, inside the 5% margin
+    assert probe((store / "video" / "FMT-1.mp4").read_bytes()) == (5, 8, (256, 448))
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
+        (
+            ["generate", "A", "--image", "{photo}", "--prompt", "x", "--format", "1081x1920"],
+            "`format` has to be one of",
+        ),
+        (["generate", "A", "--image", "{photo}", *ARGS, "--format", "story"], "give --format or --size, not"),
+        (["generate", "A", "--image", "{photo}", *ARGS, "--margin", "0.5"], "`margin` has to be in [0, 0.4]"),
+        (
+            ["generate", "A", "--image", "{photo}", *ARGS, "--seconds", "1", "--num-frames", "3"],
+            "--seconds, not",
+        ),
+        (["inbox", "--preset", "tiny", "--format", "tiktok"], "PRODVID_FORMAT"),
         (["generate", "bad/sku", "--image", "{photo}", *ARGS], "bad/sku"),
         (["generate", "A", "--image", "/nonexistent.png", *ARGS], "/nonexistent.png"),
         (["generate", "A", "--image", "{photo}", *ARGS, "--camera", "zoom"], "camera.path"),
@@ -207,6 +256,25 @@ def test_inbox_makes_every_ready_sku_sharing_calls_and_reports_the_rest(tmp_path
     assert {k: v for k, v in after.items() if "CUP-1" in k} == {
         k: v for k, v in before.items() if "CUP-1" in k
     }
+
+
+def test_inbox_format_flags_are_the_defaults_of_briefs_that_leave_them_out(tmp_path):
+    store = tmp_path / "store"
+    _drop(store / "inbox", "PLAIN-1", {"prompt": "a cup", "num_frames": 3})
+    _drop(
+        store / "inbox",
+        "OWN-2",
+        {"prompt": "a cup", "num_frames": 3, "format": "256x256", "anchor": "center"},
+    )
+    flags = ["--format", "192x320", "--anchor", "left-third", "--margin", "0.1"]
+    prodvid("inbox", "--store", str(store), "--preset", "tiny", "--steps", "2", *flags)
+    plain = json.loads((store / "expanded_canvas" / "PLAIN-1.json").read_text())
+    own = json.loads((store / "expanded_canvas" / "OWN-2.json").read_text())
+    assert plain["size"] == [192, 320]
+    left, right = _product_columns(store / "mask" / "PLAIN-1.png")
+    assert left >= 20 and (left + right) / 2 < 96  # on the left third, inside the 10% margin
+    assert own["size"] == [256, 256]
+    assert json.loads((store / "video" / "PLAIN-1.json").read_text())["size"] == [192, 320]
 
 
 def test_inbox_bad_photo_stops_before_anything_is_painted(tmp_path):

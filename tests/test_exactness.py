@@ -45,7 +45,9 @@ def test_every_photo_kind_keeps_the_product_exact(name, tiny_pipe, tmp_path):
 
 def test_full_size_512_end_to_end(tiny_pipe, tmp_path):
     store = LocalStore(tmp_path)
-    settings = Settings(steps=2).with_preset("tiny")  # 512 px canvas, 768 px windows: the real geometry
+    settings = Settings(size=512, steps=2).with_preset(
+        "tiny"
+    )  # 512 px canvas, 768 px windows: the real geometry
     brief = parse_brief(
         {"prompt": "on a marble counter", "seed": 1}, sku="FULL-1"
     )  # default drift, 48 frames

@@ -6,6 +6,16 @@ real-valued camera positions and their *cumulative* position is rounded, so roun
 frame is ever resampled — resampling would alter product pixels.
 
 A path is chosen in a brief as `"camera": {"path": NAME, ...}`; `from_spec` validates it.
+
+Paths look the same in every output format. `from_spec` builds a path for a frame size (the SKU's format):
+- distances in a brief (pan `distance`, polyline `points`, arc `radius`) are fractions of the frame when
+  their absolute value is at most 1 (x of the frame width, y of its height, an arc's radius of the shorter
+  side) and pixels when larger: `"distance": [-0.1, -0.05]` moves the content by a tenth of the width and
+  a twentieth of the height in any format, `"distance": [-120, 0]` by 120 px. (So a 1 px move is written
+  as a fraction: 1 / width.) `shifts` are always whole pixels.
+- the built-in paths (`drift`, `seed`, and the defaults of `pan` and `arc`) were designed on a 512x512
+  frame and are scaled to the frame per axis (positions scaled, then rounded cumulatively); at 512x512
+  they are exactly what they always were.
 """
 
 from __future__ import annotations
@@ -20,7 +30,9 @@ __all__ = [
     "CameraPath",
     "PATHS",
     "DEFAULT_CAMERA",
+    "DESIGN_SIZE",
     "seed",
+    "drift",
     "pan",
     "polyline",
     "arc",
@@ -30,8 +42,11 @@ __all__ = [
 ]
 
 Shift = tuple[int, int]
+Size = tuple[int, int]
 
 DEFAULT_CAMERA: dict = {"path": "drift"}
+DESIGN_SIZE: Size = (512, 512)  # the frame the built-in paths were designed on
+DEFAULT_FPS = 24
 
 
 @dataclass(frozen=True)
@@ -82,9 +97,18 @@ def from_shifts(shifts: Sequence[Sequence[int]], fps: int = 24) -> CameraPath:
     return CameraPath(shifts=tuple((int(dx), int(dy)) for dx, dy in shifts), fps=fps)
 
 
-def seed() -> CameraPath:
-    """The original method's path: 10 frames of (5, 10), then 10 of (10, 5), at 10 fps."""
-    return CameraPath(shifts=((5, 10),) * 10 + ((10, 5),) * 10, fps=10)
+def _scaled(point: tuple[float, float], frame_size: Size) -> tuple[float, float]:
+    """A point of a 512x512 design scaled to `frame_size`, per axis."""
+    return point[0] * frame_size[0] / DESIGN_SIZE[0], point[1] * frame_size[1] / DESIGN_SIZE[1]
+
+
+def seed(frame_size: Size = DESIGN_SIZE) -> CameraPath:
+    """The original method's path: 10 frames of (5, 10), then 10 of (10, 5), at 10 fps (on a 512 px frame;
+    scaled per axis to `frame_size`)."""
+    designed = CameraPath(shifts=((5, 10),) * 10 + ((10, 5),) * 10, fps=10)
+    if tuple(frame_size) == DESIGN_SIZE:
+        return designed
+    return from_positions([_scaled(p, frame_size) for p in designed.offsets()], designed.fps)
 
 
 def polyline(
@@ -119,10 +143,11 @@ def pan(
     return polyline([(0.0, 0.0), distance], num_frames=num_frames, fps=fps, ease=ease)
 
 
-def drift(*, num_frames: int = 48, fps: int = 24) -> CameraPath:
-    """The default: a slow eased diagonal move (content up and left by 64 × 32 px) that keeps a product
-    placed by `canvas.expand` in view for the whole video."""
-    return pan((-64, -32), num_frames=num_frames, fps=fps, ease=True)
+def drift(*, num_frames: int = 48, fps: int = 24, frame_size: Size = DESIGN_SIZE) -> CameraPath:
+    """The default: a slow eased diagonal move (content up and left by 64 × 32 px of a 512 px frame, an
+    eighth of the width and a sixteenth of the height) that keeps a product placed by `canvas.expand` in
+    view for the whole video."""
+    return pan(_scaled((-64, -32), frame_size), num_frames=num_frames, fps=fps, ease=True)
 
 
 def arc(
@@ -151,13 +176,24 @@ _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 
 def from_spec(
-    spec: dict | None, *, sku: str, num_frames: int | None = None, fps: int | None = None
+    spec: dict | None,
+    *,
+    sku: str,
+    frame_size: Size,
+    num_frames: int | None = None,
+    fps: int | None = None,
+    seconds: float | None = None,
 ) -> CameraPath:
-    """Build the path a brief asks for, e.g. `{"path": "pan", "distance": [-120, 0], "ease": true}`.
+    """Build the path a brief asks for, e.g. `{"path": "pan", "distance": [-0.1, 0], "ease": true}`, for
+    frames of `frame_size` (width, height): fractions and built-in paths are scaled to it.
 
-    `num_frames` and `fps` (top-level brief fields) override the path's own. Unknown paths and ill-typed
-    fields raise `InvalidBriefError` naming the SKU and the field.
+    `num_frames`, `fps` and `seconds` (top-level brief fields) override the path's own; `seconds` gives
+    `round(seconds * fps) + 1` frames (the path's own fps when `fps` is not given), so it cannot come with
+    `num_frames`. Unknown paths and ill-typed fields raise `InvalidBriefError` naming the SKU and the field.
     """
+    width, height = frame_size
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise ValueError(f"`frame_size` has to be (width, height) in whole pixels but is {frame_size!r}.")
     spec = dict(DEFAULT_CAMERA if spec is None else spec)
     name = spec.pop("path", None)
     if name not in _FIELDS:
@@ -171,9 +207,18 @@ def from_spec(
             )
         if not isinstance(value, expected) or isinstance(value, bool) and expected is not bool:
             raise InvalidBriefError(f"SKU {sku}: camera.{key} has the wrong type ({type(value).__name__}).")
+    if seconds is not None:
+        if num_frames is not None:
+            raise InvalidBriefError(
+                f"SKU {sku}: give the video's length as 'seconds' or as 'num_frames', not both "
+                f"(got {seconds} s and {num_frames} frames)."
+            )
+        if not 0 < seconds <= 600:
+            raise InvalidBriefError(f"SKU {sku}: 'seconds' must be above 0 and at most 600, got {seconds}.")
+        num_frames = round(seconds * (fps or (10 if name == "seed" else DEFAULT_FPS))) + 1
     kwargs: dict = {k: v for k, v in (("num_frames", num_frames), ("fps", fps)) if v is not None}
     try:
-        path = _build(name, spec, kwargs)
+        path = _build(name, spec, kwargs, (width, height))
     except (TypeError, ValueError) as e:
         raise InvalidBriefError(f"SKU {sku}: camera {name!r} is ill-formed: {e}") from None
     if fps is not None and path.fps != fps:
@@ -190,28 +235,39 @@ def _pairs(value: list, field: str) -> list[tuple[float, float]]:
     return pairs
 
 
-def _build(name: str, spec: dict, kwargs: dict) -> CameraPath:
+def _px(value: float, side: int) -> float:
+    """A brief's distance in pixels: a fraction of `side` when its absolute value is at most 1."""
+    return value * side if abs(value) <= 1 else float(value)
+
+
+def _build(name: str, spec: dict, kwargs: dict, frame_size: Size) -> CameraPath:
+    width, height = frame_size
+
+    def points(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(_px(x, width), _px(y, height)) for x, y in pairs]
+
     if name == "seed":
-        path = seed()
+        path = seed(frame_size)
         if "num_frames" in kwargs:
             path = CameraPath(shifts=path.shifts[: max(kwargs["num_frames"] - 1, 0)], fps=path.fps)
         return path
     if name == "drift":
-        return drift(**kwargs)
+        return drift(frame_size=frame_size, **kwargs)
     if name == "pan":
-        distance = _pairs([spec.get("distance", [-64, -32])], "distance")[0]
+        distance = points(_pairs([spec.get("distance", [-0.125, -0.0625])], "distance"))[0]
         return pan(distance, ease=spec.get("ease", False), **kwargs)
     if name == "polyline":
-        points = _pairs(spec.get("points", []), "points")
-        if len(points) < 2:
+        pairs = _pairs(spec.get("points", []), "points")
+        if len(pairs) < 2:
             raise ValueError("camera.points needs at least two points")
-        return polyline(points, ease=spec.get("ease", True), **kwargs)
+        return polyline(points(pairs), ease=spec.get("ease", True), **kwargs)
     if name == "arc":
-        return arc(spec.get("radius", 96), spec.get("degrees", 90), ease=spec.get("ease", True), **kwargs)
+        radius = _px(spec.get("radius", 0.1875), min(width, height))
+        return arc(radius, spec.get("degrees", 90), ease=spec.get("ease", True), **kwargs)
     shifts = _pairs(spec.get("shifts", []), "shifts")
     if not all(float(c).is_integer() for p in shifts for c in p):
         raise ValueError("camera.shifts must be whole pixels")
-    path = from_shifts(shifts, fps=kwargs.get("fps", 24))
+    path = from_shifts(shifts, fps=kwargs.get("fps", DEFAULT_FPS))
     if "num_frames" in kwargs and kwargs["num_frames"] != path.num_frames:
         raise ValueError(
             f"num_frames is {kwargs['num_frames']} but camera.shifts gives {path.num_frames} frames"

@@ -1,4 +1,4 @@
-"""The `expanded_canvas` step: a product photo, normalized and placed once on a white model-sized canvas.
+"""The `expanded_canvas` step: a product photo, normalized and placed once on a white output-sized canvas.
 
 This is where the product reference is made, so it is the only step allowed to touch the product's
 pixels, and it does so at most once: the photo is turned upright (EXIF), reduced to 8-bit RGB (or RGBA
@@ -6,9 +6,12 @@ when it has real transparency), cropped around the product and, only when the pr
 resized once with Lanczos. When it fits, the product pixels are copied unchanged. The exact transform is
 recorded in `Placement`, so every later step (and a test) can map canvas pixels back to the photo.
 
+The canvas has the output size (`formats`: `square` 1080x1080 by default, any even `WxH`); where the product
+sits on it is the placement (`anchor`, `fill`, `margin`, described in `formats`).
+
 Example:
     >>> from prodvid_core.sample import sample_photo_bytes
-    >>> canvas = expand(sample_photo_bytes(), sku="DEMO-1")
+    >>> canvas = expand(sample_photo_bytes(), sku="DEMO-1", size=(512, 512))
     >>> canvas.image.size, canvas.placement.scale, canvas.placement.canvas_box
     ((512, 512), 0.5333333333333333, (137, 95, 376, 468))
 """
@@ -28,17 +31,19 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from prodvid_core.errors import InvalidInputError, validate_sku
+from prodvid_core.formats import ANCHORS, DEFAULT_FORMAT, PRESETS, check_anchor, check_fill, check_margin
 from prodvid_core.mask import foreground
 
 __all__ = ["MAX_PIXELS", "MIN_SIDE", "ANCHORS", "Placement", "Canvas", "load_photo", "expand"]
 
 MAX_PIXELS = 64 * 1024 * 1024  # 8192 x 8192; bigger declared sizes are refused before decoding
 MIN_SIDE = 16
-ANCHORS = ("bottom", "center")
 _FORMATS = ("PNG", "JPEG", "WEBP")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 _WHITE = (255, 255, 255)
-_FLOOR = 0.9  # anchor "bottom": the product's bottom edge rests at 90% of the canvas height
+_FLOOR = 0.9  # anchors "bottom" and "*-third": the product's bottom edge rests at 90% of the canvas height
+_THIRDS = {"left-third": 1 / 3, "right-third": 2 / 3}  # the vertical line a third's product is centred on
+_BLEED = 3  # px a Lanczos reduction may spread a product's edge: kept clear on top of a `margin` above 0
 _MIN_WHITE_BORDER = 0.25  # at least this share of the photo's edge must be background
 
 Box = tuple[int, int, int, int]
@@ -136,46 +141,59 @@ def expand(
     photo: bytes,
     *,
     sku: str,
-    size: int | tuple[int, int] = 512,
+    size: int | tuple[int, int] = PRESETS[DEFAULT_FORMAT],
     fill: float = 0.7,
-    margin: float = 0.02,
+    margin: float = 0.0,
     anchor: str = "bottom",
+    border: float = 0.02,
     upscale: bool = False,
     tolerance: int = 24,
 ) -> Canvas:
     """Place the product of `photo` on a white canvas of `size`, touching its pixels at most once.
 
-    The product (its `mask.foreground`, or alpha >= 128) is cropped with a margin and, if its box is
-    larger than `fill` of the canvas in either direction, reduced once with Lanczos to fit; with `upscale`
-    a smaller product is enlarged to fill, otherwise it keeps its own pixels (scale 1, copied unchanged).
-    It is centred horizontally and rests with its bottom at 90% of the canvas height (`anchor="bottom"`,
-    room for a floor in the scene) or sits in the middle (`"center"`). Everything outside the product is
-    exact white, so the canvas under the mask is the product reference of the core promise.
+    The product (its `mask.foreground`, or alpha >= 128) is cropped with a border and, if its box is
+    larger than `fill` of the canvas (or than the room `margin` leaves) in either direction, reduced once
+    with Lanczos to fit; with `upscale` a smaller product is enlarged to fill, otherwise it keeps its own
+    pixels (scale 1, copied unchanged). `anchor` says where it sits (`formats` describes each). Everything
+    outside the product is exact white, so the canvas under the mask is the product reference of the core
+    promise.
 
     Args:
         photo: the photo file's bytes (PNG, JPEG or WebP).
         sku: the product id, named in every error.
-        size: canvas side, or (width, height); multiples of 8 (the VAE's latent grid), at least 64.
-        fill: the largest share of the canvas width and height the product's box may take.
-        margin: photo border kept around the product box, as a share of its longer side (the Lanczos
+        size: canvas side, or (width, height): even sides (H.264 yuv420p), at least 64; usually a
+            `formats.Format`'s `.size`.
+        fill: the largest share of the canvas width and height the product's box may take, (0, 1].
+        margin: the share of the canvas kept clear of the product on each side (of the width left and
+            right, of the height above and below), [0, 0.4]; with a margin above 0 a reduced product keeps
+            3 px more, room for the Lanczos kernel's spread.
+        anchor: "bottom", "center", "left-third" or "right-third".
+        border: photo border kept around the product box, as a share of its longer side (the Lanczos
             kernel always gets at least its own support).
-        anchor: "bottom" or "center".
         upscale: enlarge a product smaller than `fill` (one Lanczos resize) instead of keeping scale 1.
         tolerance: how far below 255 a channel may be and still count as the white background.
 
     Example:
         >>> photo = open("inbox/SKU-1.png", "rb").read()  # doctest: +SKIP
-        >>> canvas = expand(photo, sku="SKU-1", size=(768, 512))  # doctest: +SKIP
+        >>> story = (1080, 1920)
+        >>> canvas = expand(photo, sku="SKU-1", size=story, anchor="left-third", margin=0.1)  # doctest: +SKIP
     """
     # 1. Check the arguments before any decoding
-    canvas_size = _check_args(size, fill=fill, margin=margin, anchor=anchor)
+    canvas_size = _check_args(size, fill=fill, margin=margin, border=border, anchor=anchor)
     # 2. Decode: upright, 8-bit, RGB or RGBA
     source = load_photo(photo, sku=sku)
     # 3. Find the product and its box
     product = _product_mask(source, sku=sku, tolerance=tolerance)
     # 4. Plan the one transform
     placement = _place(
-        _bbox(product), source.size, canvas_size, fill=fill, margin=margin, anchor=anchor, upscale=upscale
+        _bbox(product),
+        source.size,
+        canvas_size,
+        fill=fill,
+        margin=margin,
+        border=border,
+        anchor=anchor,
+        upscale=upscale,
     )
     # 5. Paint the canvas
     if source.mode == "RGBA":
@@ -248,19 +266,18 @@ def _grey16_to_8bit(image: Image.Image) -> Image.Image:
     return grey
 
 
-def _check_args(size: int | tuple[int, int], *, fill: float, margin: float, anchor: str) -> tuple[int, int]:
+def _check_args(
+    size: int | tuple[int, int], *, fill: float, margin: float, border: float, anchor: str
+) -> tuple[int, int]:
     """Validate `expand`'s options (programming or configuration errors: `ValueError`)."""
     width, height = (size, size) if isinstance(size, int) else tuple(size)
-    if width % 8 or height % 8 or width < 64 or height < 64:
-        raise ValueError(
-            f"`size` sides have to be multiples of 8 and at least 64 but are {width} and {height}."
-        )
-    if not 0 < fill <= 1:
-        raise ValueError(f"`fill` has to be in (0, 1] but is {fill}.")
-    if not 0 <= margin <= 0.5:
-        raise ValueError(f"`margin` has to be in [0, 0.5] but is {margin}.")
-    if anchor not in ANCHORS:
-        raise ValueError(f"`anchor` has to be one of {ANCHORS} but is {anchor!r}.")
+    if width % 2 or height % 2 or width < 64 or height < 64:
+        raise ValueError(f"`size` sides have to be even and at least 64 but are {width} and {height}.")
+    check_fill(fill)
+    check_margin(margin)
+    check_anchor(anchor)
+    if not 0 <= border <= 0.5:
+        raise ValueError(f"`border` has to be in [0, 0.5] but is {border}.")
     return int(width), int(height)
 
 
@@ -299,22 +316,36 @@ def _place(
     *,
     fill: float,
     margin: float,
+    border: float,
     anchor: str,
     upscale: bool,
 ) -> Placement:
-    """Choose the scale, the crop (box plus a margin that fits both photo and canvas) and its position."""
+    """Choose the scale, the crop (box plus a border that fits both photo and canvas) and its position."""
     left, top, right, bottom = box
     width, height = right - left, bottom - top
     canvas_w, canvas_h = canvas_size
-    scale = min(fill * canvas_w / width, fill * canvas_h / height)
-    scale = scale if upscale else min(scale, 1.0)
-    # where the product's own box goes on the canvas (float)
-    x = (canvas_w - width * scale) / 2
-    y = (_FLOOR * canvas_h - height * scale) if anchor == "bottom" else (canvas_h - height * scale) / 2
-    y = max(0.0, y)
-    # margin in photo pixels: at least the Lanczos support, never past the photo or the canvas (1 px slack)
-    pad = max(math.ceil(margin * max(width, height)), math.ceil(3 / min(scale, 1.0)) + 1)
-    rooms = (x, y, canvas_w - x - width * scale, canvas_h - y - height * scale)
+    # 1. The scale: within `fill` and within the room `margin` leaves; 1 (no resampling) when it fits
+    clear_x, clear_y = math.ceil(margin * canvas_w), math.ceil(margin * canvas_h)
+
+    def fit() -> float:
+        room_w, room_h = canvas_w - 2 * clear_x, canvas_h - 2 * clear_y
+        scale = min(fill * canvas_w / width, fill * canvas_h / height, room_w / width, room_h / height)
+        return scale if upscale else min(scale, 1.0)
+
+    scale = fit()
+    if margin > 0 and scale != 1.0:  # resampled: keep clear the pixels Lanczos spreads the edge over too
+        clear_x, clear_y = clear_x + _BLEED, clear_y + _BLEED
+        scale = fit()
+    # 2. Where the product's own box goes (float): the anchor's spot, moved inside the margin if needed
+    product_w, product_h = width * scale, height * scale
+    x = _THIRDS[anchor] * canvas_w - product_w / 2 if anchor in _THIRDS else (canvas_w - product_w) / 2
+    y = (canvas_h - product_h) / 2 if anchor == "center" else _FLOOR * canvas_h - product_h
+    x = min(max(x, clear_x), canvas_w - clear_x - product_w)
+    y = min(max(y, clear_y), canvas_h - clear_y - product_h)
+    # 3. The border in photo pixels: at least the Lanczos support, never past the photo or the canvas
+    #    (1 px slack)
+    pad = max(math.ceil(border * max(width, height)), math.ceil(3 / min(scale, 1.0)) + 1)
+    rooms = (x, y, canvas_w - x - product_w, canvas_h - y - product_h)
     limits = (left, top, source_size[0] - right, source_size[1] - bottom)
     pl, pt, pr, pb = (
         max(0, min(pad, limit, math.floor(room / scale) - 1))

@@ -1,13 +1,16 @@
 """`prodvid`: the whole product from a shell, no Dagster needed.
 
-    prodvid generate SKU --image PATH --prompt TEXT [--store DIR|s3://bucket/prefix] [--preset tiny] ...
-    prodvid inbox [--store DIR|s3://bucket/prefix] [--batch-size N] [--sku SKU ...] [--preset tiny] ...
+    prodvid generate SKU --image PATH --prompt TEXT [--format story|WxH] [--anchor A] [--seconds S]
+                     [--store DIR|s3://bucket/prefix] [--preset tiny] ...
+    prodvid inbox [--store DIR|s3://bucket/prefix] [--batch-size N] [--sku SKU ...] [--format F] ...
     prodvid frames SKU --out DIR [--store DIR|s3://bucket/prefix]
     prodvid models tiny DIR
     prodvid sample PATH
 
-Settings come from flags, then `PRODVID_*` env vars, then defaults. A user mistake exits with status 2 and
-one line naming the problem; only a bug prints a traceback.
+Settings come from flags, then `PRODVID_*` env vars, then defaults. For `generate`, the flags that a brief
+also has (`--prompt`, `--format`, `--seconds`, ...) set the brief's fields, so they win over `--brief`; for
+`inbox`, `--format`, `--anchor`, `--fill` and `--margin` are the defaults of the SKUs whose briefs leave them
+out. A user mistake exits with status 2 and one line naming the problem; only a bug prints a traceback.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from prodvid_core import __version__, camera, inbox, layout, models, presets, sample
+from prodvid_core import __version__, camera, formats, inbox, layout, models, presets, sample
 from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError, validate_sku
 from prodvid_core.frames import OnFrame
 from prodvid_core.inpaint import batches
 from prodvid_core.manifest import read_manifest
 from prodvid_core.render import export_frames
-from prodvid_core.run import Settings, SkuResult, generate_many, generate_sku
+from prodvid_core.run import Settings, SkuResult, framing, generate_many, generate_sku
 from prodvid_core.storage import open_store
 
 __all__ = ["main"]
@@ -50,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--camera", help=f"a path name ({', '.join(camera.PATHS)}) or a JSON object like in a brief"
     )
     gen.add_argument("--num-frames", type=int, help="frames in the video, counting the hero image")
+    gen.add_argument("--seconds", type=float, help="length of the video: round(seconds * fps) + 1 frames")
     gen.add_argument("--fps", type=int)
     _add_settings(gen)
 
@@ -93,7 +97,20 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", help="diffusers scheduler name, e.g. euler, ddim, dpm++")
     parser.add_argument("--steps", type=int, help="denoising steps per diffusion call (default 25)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
-    parser.add_argument("--size", type=int, help="canvas side in px, a multiple of 8 (default 512)")
+    presets = ", ".join(f"{name} {w}x{h}" for name, (w, h) in formats.PRESETS.items())
+    parser.add_argument(
+        "--format", help=f"output size: {presets}, or WxH with even sides (default $PRODVID_FORMAT or square)"
+    )
+    parser.add_argument("--size", type=int, help="square output of this side in px: the same as --format NxN")
+    parser.add_argument(
+        "--anchor", choices=formats.ANCHORS, help="where the product sits (default $PRODVID_ANCHOR or bottom)"
+    )
+    parser.add_argument(
+        "--fill", type=float, help="largest share of the canvas width and height the product takes (0.7)"
+    )
+    parser.add_argument(
+        "--margin", type=float, help="share of the canvas kept clear around the product on each side (0)"
+    )
     parser.add_argument(
         "--lookahead", type=int, help="model px of camera travel one call paints ahead; 0 = per frame"
     )
@@ -112,8 +129,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         args.preset,
         hero_model=args.hero_model, frames_model=args.frames_model, device=args.device, dtype=args.dtype,
-        scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, size=args.size,
-        lookahead=args.lookahead, model_size=args.model_size, batch_size=getattr(args, "batch_size", None),
+        scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, format=args.format,
+        size=args.size, anchor=args.anchor, fill=args.fill, margin=args.margin, lookahead=args.lookahead,
+        model_size=args.model_size, batch_size=getattr(args, "batch_size", None),
         keep_frames=args.keep_frames,
     )  # fmt: skip
 
@@ -129,11 +147,19 @@ def _brief(args: argparse.Namespace):
         data["camera"] = (
             json.loads(args.camera) if args.camera.lstrip().startswith("{") else {"path": args.camera}
         )
+    for one, other in (("format", "size"), ("num_frames", "seconds")):
+        if getattr(args, one) is not None and getattr(args, other) is not None:
+            raise ProdvidError(f"SKU {args.sku}: give --{one.replace('_', '-')} or --{other}, not both.")
+    size = f"{args.size}x{args.size}" if args.size is not None else None
     flags = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
-        "num_frames": args.num_frames, "fps": args.fps,
+        "num_frames": args.num_frames, "seconds": args.seconds, "fps": args.fps,
+        "format": args.format or size, "anchor": args.anchor, "fill": args.fill, "margin": args.margin,
     }  # fmt: skip
-    data.update({k: v for k, v in flags.items() if v is not None})
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if {"num_frames", "seconds"} & flags.keys():  # a flag for the length replaces the brief's length
+        data = {k: v for k, v in data.items() if k not in ("num_frames", "seconds")}
+    data.update(flags)
     return parse_brief(data, sku=args.sku)
 
 
@@ -146,7 +172,10 @@ def _generate(args: argparse.Namespace) -> int:
         raise ProdvidError(f"SKU {args.sku}: cannot read --image {args.image}: {e.strerror}.") from None
     settings = _settings(args)
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
-    bar, reused, on_frame = _progress(brief.camera_path(args.sku).num_frames, f"{args.sku} frames")
+    frame_size = framing(brief, settings).size
+    bar, reused, on_frame = _progress(
+        brief.camera_path(args.sku, frame_size).num_frames, f"{args.sku} frames"
+    )
     try:
         result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame)
     finally:
@@ -225,7 +254,9 @@ def _inbox(args: argparse.Namespace) -> int:
                 f"SKU {sku}: not ready in the inbox: {store.url(layout.inbox_brief(sku))} and its photo must "
                 "both be there and valid."
             )
-    total = sum(e.brief.camera_path(sku).num_frames for sku, e in entries.items())
+    total = sum(
+        e.brief.camera_path(sku, framing(e.brief, settings).size).num_frames for sku, e in entries.items()
+    )
     bar, reused, on_frame = _progress(total, f"{len(entries)} SKUs, frames")
     try:
         for chunk in batches(list(entries), INBOX_CHUNK):

@@ -170,13 +170,21 @@ def read_brief(store: ObjectStore, sku: str) -> dict:
     return decode_brief(data, sku=sku, what=f"inbox/{sku}.json")
 
 
-def brief_with(store: ObjectStore, sku: str, **overrides) -> Brief:
-    """The inbox brief of `sku` with the `overrides` that are not None (run config) applied, validated."""
+def brief_with(store: ObjectStore, sku: str, *, require_prompt: bool = True, **overrides) -> Brief:
+    """The inbox brief of `sku` with the `overrides` that are not None (run config) applied, validated.
+
+    The video's length is one setting given as `num_frames` or `seconds`: an override of either replaces
+    both of the brief's. `require_prompt=False` is for a step that needs only the brief's other fields (the
+    canvas, its format and placement), when the prompt may still come from hero_image's run config.
+    """
     data = read_brief(store, sku)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if not data.get("prompt"):
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if {"num_frames", "seconds"} & overrides.keys():
+        data = {k: v for k, v in data.items() if k not in ("num_frames", "seconds")}
+    data.update(overrides)
+    if not data.get("prompt") and require_prompt:
         raise InvalidBriefError(
             f"SKU {sku}: no prompt: write inbox/{sku}.json with a 'prompt', "
             "or set `prompt` in the run config of hero_image."
         )
-    return parse_brief(data, sku=sku)
+    return parse_brief(data, sku=sku, require_prompt=require_prompt)

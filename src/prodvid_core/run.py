@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from PIL import Image
 
-from prodvid_core import artifacts, canvas, frames, hero, layout, mask, models, video
+from prodvid_core import artifacts, canvas, formats, frames, hero, layout, mask, models, video
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
@@ -28,6 +28,7 @@ __all__ = [
     "SkuResult",
     "generate_sku",
     "generate_many",
+    "framing",
     "make_canvas",
     "make_heroes",
     "make_frames_batch",
@@ -38,15 +39,22 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Settings:
-    """Settings shared by the CLI, the Python API and the Dagster resources (same names, same env vars)."""
+    """Settings shared by the CLI, the Python API and the Dagster resources (same names, same env vars).
+
+    `format`, `anchor`, `fill` and `margin` are the defaults of every SKU whose brief does not set them
+    (`framing`). `size` is the older way to ask for a square format: `size=N` means `format="NxN"`.
+    """
 
     hero_model: str = models.DEFAULT_HERO_MODEL
     frames_model: str = models.DEFAULT_FRAMES_MODEL
     device: str = "auto"
     dtype: str | None = None
     scheduler: str | None = None
-    size: int = 512
+    format: str = formats.DEFAULT_FORMAT
+    size: int | None = None
+    anchor: str = "bottom"
     fill: float = 0.7
+    margin: float = 0.0
     steps: int = 25
     guidance: float = 7.5
     lookahead: int = 128
@@ -57,9 +65,25 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work before any model is loaded or any SKU is touched."""
+        size_ok = (
+            self.size is None or formats.MIN_SIDE <= self.size <= formats.MAX_SIDE and self.size % 2 == 0
+        )
+        if size_ok and self.size is not None:
+            square = f"{self.size}x{self.size}"
+            if self.format not in (formats.DEFAULT_FORMAT, square):
+                raise SettingsError(
+                    f"`size` ({self.size}) and `format` ({self.format!r}) both set the output size; set one. "
+                    "They come from flags, Dagster config, PRODVID_SIZE or PRODVID_FORMAT."
+                )
+            object.__setattr__(self, "format", square)  # frozen; `size` is only another way to say it
+        if _valid(formats.parse_format, self.format):
+            object.__setattr__(self, "format", formats.parse_format(self.format).name)  # "Story" is "story"
         rules = {
-            "size": (self.size >= 64 and self.size % 8 == 0, "a multiple of 8, 64 or more"),
-            "fill": (0 < self.fill <= 1, "in (0, 1]"),
+            "format": (_valid(formats.parse_format, self.format), _FORMAT_WANT),
+            "size": (size_ok, f"even, {formats.MIN_SIDE} to {formats.MAX_SIDE}"),
+            "anchor": (self.anchor in formats.ANCHORS, f"one of {', '.join(formats.ANCHORS)}"),
+            "fill": (_valid(formats.check_fill, self.fill), "in (0, 1]"),
+            "margin": (_valid(formats.check_margin, self.margin), f"in [0, {formats.MAX_MARGIN}]"),
             "steps": (self.steps >= 1, "1 or more"),
             "guidance": (self.guidance >= 0, "0 or more"),
             "lookahead": (self.lookahead >= 0, "0 or more"),
@@ -82,13 +106,21 @@ class Settings:
     def from_env(cls, preset: str | None = None, **overrides) -> Settings:
         """Defaults, then `PRODVID_*` env vars, then `preset`, then `overrides` (CLI flags, Dagster config)
         that are not None. `PRODVID_PRESET=tiny` picks the tiny models unless a model variable names one.
-        The result is checked once, as a whole: a flag may fix what an env var alone would not allow."""
+        `format` and `size` are one setting: a flag for either replaces both env vars. The result is
+        checked once, as a whole: a flag may fix what an env var alone would not allow."""
         values = _preset_models(os.environ["PRODVID_PRESET"]) if os.environ.get("PRODVID_PRESET") else {}
-        values.update(_env_settings())
-        if preset:
-            values.update(_preset_models(preset))
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        layers = [_env_settings(), _preset_models(preset) if preset else {}]
+        layers.append({k: v for k, v in overrides.items() if v is not None})
+        for layer in layers:
+            if "format" in layer or "size" in layer:
+                values = {k: v for k, v in values.items() if k not in ("format", "size")}
+            values.update(layer)
         return cls(**values)
+
+    @property
+    def output(self) -> formats.Format:
+        """The default output format (a brief may choose another: `framing`)."""
+        return formats.parse_format(self.format)
 
     def with_preset(self, preset: str) -> Settings:
         return replace(self, **_preset_models(preset))
@@ -102,6 +134,18 @@ class Settings:
         return models.load_inpaint_pipeline(
             model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
         )
+
+
+_FORMAT_WANT = f"one of {', '.join(formats.PRESETS)} or WxH with even sides (e.g. 1080x1350)"
+
+
+def _valid(check, value) -> bool:
+    """Whether `check(value)` accepts `value` (the `formats` checks raise ValueError)."""
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _preset_models(preset: str) -> dict[str, str]:
@@ -121,12 +165,12 @@ def _env_settings() -> dict:
         raw = os.environ.get(f"PRODVID_{f.name.upper()}")
         if not raw:
             continue
+        kind = str(f.type).removesuffix(" | None")
         try:
-            convert = {"int": int, "int | None": int, "float": float, "bool": _bool}
-            values[f.name] = convert.get(str(f.type), str)(raw)
+            values[f.name] = {"int": int, "float": float, "bool": _bool}.get(kind, str)(raw)
         except ValueError:
             raise SettingsError(
-                f"PRODVID_{f.name.upper()} must be a {_KINDS.get(str(f.type), f.type)} but is {raw!r}."
+                f"PRODVID_{f.name.upper()} must be a {_KINDS.get(kind, kind)} but is {raw!r}."
             ) from None
     return values
 
@@ -153,8 +197,26 @@ class SkuResult:
     keys: list[str] = field(default_factory=list)
 
 
-def make_canvas(photo: bytes, *, sku: str, settings: Settings) -> tuple[Canvas, Image.Image]:
-    expanded = canvas.expand(photo, sku=sku, size=settings.size, fill=settings.fill)
+def framing(brief: Brief | None, settings: Settings) -> formats.Framing:
+    """A SKU's output format and placement: each of `format`, `anchor`, `fill`, `margin` from its brief
+    where the brief sets it, else from the settings (flags and run config reach a SKU through its brief:
+    `generate --format`, Dagster's `CanvasConfig`). Without a brief, the settings' own."""
+
+    def pick(name: str):
+        value = getattr(brief, name, None)
+        return getattr(settings, name) if value is None else value
+
+    return formats.Framing(
+        formats.parse_format(pick("format")), anchor=pick("anchor"), fill=pick("fill"), margin=pick("margin")
+    )
+
+
+def make_canvas(photo: bytes, *, sku: str, brief: Brief, settings: Settings) -> tuple[Canvas, Image.Image]:
+    """The canvas of the SKU's format with its product placed as `framing` says, and its product mask."""
+    placed = framing(brief, settings)
+    expanded = canvas.expand(
+        photo, sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin, anchor=placed.anchor
+    )
     return expanded, mask.segment(expanded.image, sku=sku)
 
 
@@ -236,7 +298,9 @@ def make_frames_batch(
     """The frames of many SKUs (hero image and brief each), diffusion calls shared `settings.batch_size`
     SKUs at a time (`frames.generate_batch`)."""
     requests = [
-        frames.FramesRequest(sku, hero_image, brief.camera_path(sku), frame_settings(brief, settings))
+        frames.FramesRequest(
+            sku, hero_image, brief.camera_path(sku, hero_image.size), frame_settings(brief, settings)
+        )
         for sku, (hero_image, brief) in inputs.items()
     ]
     pipe = pipe if pipe is not None else settings.load(settings.frames_model)
@@ -316,11 +380,15 @@ def generate_many(
         >>> photos = {sku: Path(f"{sku}.png").read_bytes() for sku in briefs}
         >>> results = generate_many(store, {s: (photos[s], briefs[s]) for s in briefs}, settings)
     """
-    # 1. Check inputs: SKU ids and briefs before anything is read, photos before anything is written
+    # 1. Check inputs: SKU ids and briefs (with their format) before anything is read, photos before
+    #    anything is written
     for sku, (_, brief) in inputs.items():
         validate_sku(sku)
-        brief.camera_path(sku)
-    canvases = {sku: make_canvas(photo, sku=sku, settings=settings) for sku, (photo, _) in inputs.items()}
+        brief.camera_path(sku, framing(brief, settings).size)
+    canvases = {
+        sku: make_canvas(photo, sku=sku, brief=brief, settings=settings)
+        for sku, (photo, brief) in inputs.items()
+    }
 
     # 2. Canvases and masks (cheap, made every time; stored for people and for Dagster)
     keys = {

@@ -5,9 +5,11 @@ keyed by SKU covering every partition of its step (one in a normal run, many in 
 where the models stay loaded for all SKUs); `io_manager.ObjectStoreIOManager` stores the entries as files.
 
 The scene comes from the SKU's brief, `inbox/<SKU>.json`; any field set in the run config (the sensor
-fills it from the brief, a person can edit it in the launchpad) wins. `hero_image` takes the prompt,
-negative prompt and seed; `frames` paints the same scene as the hero image and takes the camera, frame
-count and fps.
+fills it from the brief, a person can edit it in the launchpad) wins, and `ModelsResource` (with its
+`PRODVID_*` env vars) gives the defaults of what neither sets. `expanded_canvas` takes the format and the
+product's placement (`CanvasConfig`); `hero_image` the prompt, negative prompt and seed (`SceneConfig`);
+`frames` paints the same scene as the hero image, at its size, and takes the camera and the video's length
+and fps (`CameraConfig`).
 """
 
 import base64
@@ -22,20 +24,21 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import inbox, layout
+from prodvid_core import formats, inbox, layout
 from prodvid_core.canvas import Canvas, expand
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
 from prodvid_core.render import load_frames
-from prodvid_core.run import Settings, make_frames_batch, make_heroes, make_video
+from prodvid_core.run import Settings, framing, make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import ModelsResource, StoreResource
 
 __all__ = [
+    "CanvasConfig",
     "SceneConfig",
     "CameraConfig",
     "expanded_canvas",
@@ -59,6 +62,23 @@ _PARTITIONED = {
 }
 
 
+class CanvasConfig(dg.Config):
+    """The output format and where the product sits; unset fields come from `inbox/<SKU>.json`, then from
+    `ModelsResource` (`PRODVID_FORMAT`, ...)."""
+
+    format: str | None = Field(
+        None,
+        description=f"Output size: {', '.join(formats.PRESETS)} or WxH with even sides, e.g. 1080x1350.",
+    )
+    anchor: str | None = Field(None, description=f"Where the product sits: {', '.join(formats.ANCHORS)}.")
+    fill: float | None = Field(
+        None, description="Largest share of the canvas width and height the product takes."
+    )
+    margin: float | None = Field(
+        None, description="Share of the canvas kept clear around the product on each side, 0 to 0.4."
+    )
+
+
 class SceneConfig(dg.Config):
     """The hero image's scene; unset fields come from `inbox/<SKU>.json`."""
 
@@ -75,6 +95,9 @@ class CameraConfig(dg.Config):
         description='A path name (drift, seed, pan, polyline, arc) or a JSON object: {"path": "pan", ...}.',
     )
     num_frames: int | None = Field(None, description="Frames in the video, counting the hero image.")
+    seconds: float | None = Field(
+        None, description="The video's length instead of num_frames: round(seconds * fps) + 1 frames."
+    )
     fps: int | None = Field(None, description="Frames per second of the video.")
 
 
@@ -150,23 +173,33 @@ def _camera(value: str | None, sku: str) -> dict | None:
 
 @dg.asset(**_PARTITIONED, kinds={"pillow"})
 def expanded_canvas(
-    context: dg.AssetExecutionContext, models: ModelsResource, store: StoreResource
+    context: dg.AssetExecutionContext, config: CanvasConfig, models: ModelsResource, store: StoreResource
 ) -> dict[str, Canvas]:
-    """The product photo from the inbox, normalized and placed on a white canvas of the model's size
-    (`expanded_canvas/<SKU>.png` + placement JSON)."""
+    """The product photo from the inbox, normalized and placed on a white canvas of the SKU's output
+    format (`expanded_canvas/<SKU>.png` + placement JSON)."""
     settings, st = _settings(models), store.open()
     out = {}
     for sku in context.partition_keys:
         start = time.perf_counter()
         with _user_errors():
+            brief = inbox.brief_with(
+                st, sku, require_prompt=False, format=config.format, anchor=config.anchor,
+                fill=config.fill, margin=config.margin,
+            )  # fmt: skip
+            placed = framing(brief, settings)
             photo = inbox.photo_key(st, sku)
-            out[sku] = expand(st.read_bytes(photo), sku=sku, size=settings.size, fill=settings.fill)
+            out[sku] = expand(
+                st.read_bytes(photo), sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin,
+                anchor=placed.anchor,
+            )  # fmt: skip
         meta = out[sku].metadata()
         context.add_asset_metadata(
             {
                 "preview": _preview(out[sku].image),
                 "photo": _where(st, photo),
+                "format": placed.format.name,
                 "size": list(out[sku].image.size),
+                "anchor": placed.anchor,
                 "placement": dg.MetadataValue.json(meta),
                 "seconds": round(time.perf_counter() - start, 3),
                 "storage": _where(st, layout.canvas_png(sku)),
@@ -260,9 +293,13 @@ def frames(
             hero = hero_image[sku]
             briefs[sku] = inbox.brief_with(
                 st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
-                camera=_camera(config.camera, sku), num_frames=config.num_frames, fps=config.fps,
+                camera=_camera(config.camera, sku), num_frames=config.num_frames, seconds=config.seconds,
+                fps=config.fps,
             )  # fmt: skip
-        totals = {sku: brief.camera_path(sku).num_frames for sku, brief in briefs.items()}
+        totals = {
+            sku: brief.camera_path(sku, hero_image[sku].image.size).num_frames
+            for sku, brief in briefs.items()
+        }
 
         def on_frame(sku: str, record: dict, reused: bool) -> None:
             state = "reused" if reused else "made"

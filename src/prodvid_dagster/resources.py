@@ -14,8 +14,11 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.device` | `PRODVID_DEVICE` | `auto` |
 | `ModelsResource.dtype` | `PRODVID_DTYPE` | float16 on CUDA, float32 on CPU |
 | `ModelsResource.scheduler` | `PRODVID_SCHEDULER` | the checkpoint's own |
-| `ModelsResource.size` | `PRODVID_SIZE` | 512 |
+| `ModelsResource.format` | `PRODVID_FORMAT` | `square` (1080x1080) |
+| `ModelsResource.size` | `PRODVID_SIZE` | unset (N means format NxN) |
+| `ModelsResource.anchor` | `PRODVID_ANCHOR` | `bottom` |
 | `ModelsResource.fill` | `PRODVID_FILL` | 0.7 |
+| `ModelsResource.margin` | `PRODVID_MARGIN` | 0 |
 | `ModelsResource.steps` | `PRODVID_STEPS` | 25 |
 | `ModelsResource.guidance` | `PRODVID_GUIDANCE` | 7.5 |
 | `ModelsResource.lookahead` | `PRODVID_LOOKAHEAD` | 128 |
@@ -23,6 +26,9 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.model_size` | `PRODVID_MODEL_SIZE` | the checkpoint's native side |
 | `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
 | `ModelsResource.keep_frames` | `PRODVID_KEEP_FRAMES` | off (frames are rendered from the world) |
+
+`format`, `anchor`, `fill` and `margin` are defaults: a SKU's brief, and a run's `CanvasConfig`, win.
+The fields are those of the core `Settings` plus `preset` (a test holds them equal).
 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
 """
@@ -55,9 +61,24 @@ class ModelsResource(dg.ConfigurableResource):
     device: str | None = Field(None, description="`cuda`, `cpu` or `auto` ($PRODVID_DEVICE).")
     dtype: str | None = Field(None, description="`float16`, `bfloat16` or `float32` ($PRODVID_DTYPE).")
     scheduler: str | None = Field(None, description="diffusers scheduler, e.g. `euler` ($PRODVID_SCHEDULER).")
-    size: int | None = Field(None, description="Canvas side in px, a multiple of 8 ($PRODVID_SIZE, 512).")
+    format: str | None = Field(
+        None,
+        description="Output size of SKUs whose brief sets none: square, portrait, story, landscape or WxH "
+        "($PRODVID_FORMAT, square).",
+    )
+    size: int | None = Field(
+        None, description="Square output of this side, the same as format NxN ($PRODVID_SIZE)."
+    )
+    anchor: str | None = Field(
+        None,
+        description="Where the product sits: bottom, center, left-third or right-third ($PRODVID_ANCHOR).",
+    )
     fill: float | None = Field(
         None, description="Share of the canvas the product may fill ($PRODVID_FILL, 0.7)."
+    )
+    margin: float | None = Field(
+        None,
+        description="Share of the canvas kept clear around the product on each side ($PRODVID_MARGIN, 0).",
     )
     steps: int | None = Field(None, description="Denoising steps per diffusion call ($PRODVID_STEPS, 25).")
     guidance: float | None = Field(None, description="Classifier-free guidance ($PRODVID_GUIDANCE, 7.5).")

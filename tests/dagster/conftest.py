@@ -25,7 +25,7 @@ def _one_torch_thread():
 def fast_env(monkeypatch):
     for name, value in FAST_ENV.items():
         monkeypatch.setenv(name, value)
-    for name in ("PRODVID_LOOKAHEAD", "PRODVID_STORE", "PRODVID_S3_ENDPOINT_URL"):
+    for name in ("PRODVID_LOOKAHEAD", "PRODVID_STORE", "PRODVID_S3_ENDPOINT_URL", "PRODVID_FORMAT"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -57,6 +57,10 @@ def test_shipped_dagster_yaml(tmp_path):
         ({"PRODVID_GUIDANCE": "4.5"}, "guidance", 4.5),
         ({"PRODVID_SIZE": "384"}, "size", 384),
         ({"PRODVID_MODEL_SIZE": "1024"}, "model_size", 1024),
+        ({"PRODVID_SIZE": "384"}, "format", "384x384"),
+        ({"PRODVID_FORMAT": "Portrait"}, "format", "portrait"),
+        ({"PRODVID_ANCHOR": "right-third"}, "anchor", "right-third"),
+        ({"PRODVID_MARGIN": "0.1"}, "margin", 0.1),
         ({"PRODVID_DTYPE": "float32"}, "dtype", "float32"),
         ({"PRODVID_PRESET": "tiny"}, "frames_model", "tiny"),
     ],
@@ -66,6 +70,14 @@ def test_models_resource_reads_env_and_config_wins(monkeypatch, env, field, valu
         monkeypatch.setenv(name, raw)
     assert getattr(ModelsResource().settings(), field) == value
     assert ModelsResource(steps=9, preset="tiny").settings().steps == 9
+
+
+def test_models_resource_has_a_field_for_every_setting():
+    from dataclasses import fields
+
+    from prodvid_core.run import Settings
+
+    assert set(ModelsResource.model_fields) == {f.name for f in fields(Settings)} | {"preset"}
 
 
 def test_a_bad_env_value_names_the_variable(monkeypatch):

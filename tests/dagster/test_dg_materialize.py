@@ -10,10 +10,15 @@ from dgtest import BRIEF, drop_sku
 from PIL import Image
 
 from prodvid_core import artifacts, layout
+from prodvid_core.brief import parse_brief
 from prodvid_core.frames import load_frames, read_manifest
 from prodvid_core.video import probe
+from prodvid_dagster.assets import expanded_canvas, hero_image, mask
 from prodvid_dagster.definitions import defs
+from prodvid_dagster.io_manager import ObjectStoreIOManager
 from prodvid_dagster.partitions import sku_partitions
+from prodvid_dagster.resources import ModelsResource, StoreResource
+from prodvid_dagster.sensors import run_config_for
 
 SKU = "BOTTLE-1"
 EXPECTED_KEYS = {
@@ -135,6 +140,61 @@ def test_launchpad_config_overrides_the_brief(instance, store):
     assert (hero_meta["prompt"], hero_meta["seed"]) == ("a bottle in a forest", 3)
     manifest = read_manifest(store, SKU)
     assert (len(manifest["frames"]), manifest["fps"], manifest["seed"]) == (4, 8, 3)
+
+
+def test_format_and_placement_in_the_run_config_win_over_the_brief(instance, store):
+    drop_sku(store, SKU, {**BRIEF, "format": "256x320", "anchor": "center"})
+    config = {
+        "ops": {
+            "expanded_canvas": {"config": {"format": "256x448", "anchor": "left-third", "margin": 0.1}},
+            "frames": {"config": {"seconds": 0.5, "fps": 8}},
+        }
+    }
+    result = run_sku(instance, SKU, run_config=config)
+    assert result.success
+    assert all(e.passed for e in check_results(result).values())
+    canvas = artifacts.load_canvas(store, SKU)
+    assert canvas.image.size == (256, 448)
+    product = np.asarray(artifacts.load_mask(store, SKU)) == 255
+    cols = np.flatnonzero(product.any(axis=0))
+    # left third: too wide to centre on x = 85 inside the 26 px margin, so it rests against the margin
+    assert 26 <= cols[0] <= 30 and (cols[0] + cols[-1] + 1) / 2 < 128
+    hero = np.asarray(artifacts.load_hero(store, SKU).image)
+    assert np.array_equal(hero[product], np.asarray(canvas.image.convert("RGB"))[product])
+    assert probe(store.read_bytes(layout.video_mp4(SKU))) == (
+        5,
+        8,
+        (256, 448),
+    )  # 0.5 s at 8 fps, plus frame 0
+    canvas_meta = metadata(instance, "expanded_canvas", SKU)
+    assert (canvas_meta["format"].value, canvas_meta["anchor"].value) == ("256x448", "left-third")
+
+
+@pytest.mark.slow  # ~100 s on a busy 2-core CPU while the hero model paints at the output size
+def test_a_story_brief_in_the_inbox_makes_a_1080x1920_canvas_and_hero_image(instance, store):
+    brief = {"prompt": "a bottle on a wooden table", "seed": 7, "format": "story"}
+    drop_sku(store, SKU, brief)
+    # the sensor's run config carries the format; the job accepts it
+    config = run_config_for(parse_brief(brief, sku=SKU)).to_config_dict()
+    assert config["ops"]["expanded_canvas"]["config"]["format"] == "story"
+    assert dg.validate_run_config(defs.resolve_job_def("prodvid"), config)
+    # the canvas and hero image steps read the brief's format from the inbox (frames at 1080x1920 wait for
+    # the model's native-size painting)
+    instance.add_dynamic_partitions(sku_partitions.name, [SKU])
+    st = StoreResource()
+    result = dg.materialize(
+        [expanded_canvas, mask, hero_image],
+        partition_key=SKU,
+        instance=instance,
+        resources={"models": ModelsResource(), "store": st, "io_manager": ObjectStoreIOManager(store=st)},
+    )
+    assert result.success
+    canvas = artifacts.load_canvas(store, SKU).image
+    hero = artifacts.load_hero(store, SKU).image
+    assert canvas.size == hero.size == (1080, 1920)
+    product = np.asarray(artifacts.load_mask(store, SKU)) == 255
+    assert product.any()
+    assert np.array_equal(np.asarray(hero)[product], np.asarray(canvas.convert("RGB"))[product])
 
 
 def test_bad_photo_fails_naming_the_sku_without_retries(instance, store):
