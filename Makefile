@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/prodvid sample $(SAMPLE)
-	$(BIN)/prodvid generate BOTTLE-1 --image $(SAMPLE) --preset tiny --steps 8 \
+	$(BIN)/prodvid generate BOTTLE-1 --image $(SAMPLE) --preset tiny --steps 8 --format story \
 		--prompt "a glass bottle on a sunlit marble kitchen counter, soft morning light"
 
 test: setup
