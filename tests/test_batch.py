@@ -4,6 +4,7 @@ bits; the product stays exact; a batch retries only its unusable requests; frame
 from __future__ import annotations
 
 import io
+from pipes import FailAfter, Wrapped
 
 import numpy as np
 import pytest
@@ -24,25 +25,23 @@ SIZE = 256
 PROMPTS = ["a red box on a wooden table", "a red box on a beach", "a red box in a forest"]
 
 
-class Recording:
-    """The real tiny pipeline; records each call's prompts and makes the outputs of `poison` prompts NaN
-    (the first `poison_calls` times), as an fp16 overflow would."""
+class Recording(Wrapped):
+    """Records each call's prompts and makes the outputs of `poison` prompts NaN (the first `poison_calls`
+    times), as an fp16 overflow would."""
 
     def __init__(self, pipe, poison: str | None = None, poison_calls: int = 1):
-        self.pipe, self.poison, self.poison_calls = pipe, poison, poison_calls
-        self.calls: list[list[str]] = []
+        super().__init__(pipe)
+        self.poison, self.poison_calls = poison, poison_calls
+        self.prompts: list[list[str]] = []
 
     def __call__(self, **kwargs):
-        self.calls.append(list(kwargs["prompt"]))
-        out = self.pipe(**kwargs)
-        if self.poison and len(self.calls) <= self.poison_calls:
+        self.prompts.append(list(kwargs["prompt"]))
+        out = super().__call__(**kwargs)
+        if self.poison and self.calls <= self.poison_calls:
             for i, prompt in enumerate(kwargs["prompt"]):
                 if prompt == self.poison:
                     out.images[i][:] = np.nan
         return out
-
-    def __getattr__(self, name):  # the pipeline's config (native size) as the real one has it
-        return getattr(self.pipe, name)
 
 
 def _requests(prompts=PROMPTS) -> list[PaintRequest]:
@@ -83,7 +82,7 @@ def test_only_the_unusable_request_is_painted_again_with_its_next_seed(tiny_pipe
     pipe = Recording(tiny_pipe, poison=PROMPTS[1])
     results = inpaint_batch(pipe, _requests())
     assert [attempt for _, attempt in results] == [0, 1, 0]
-    assert pipe.calls == [PROMPTS, [PROMPTS[1]]]
+    assert pipe.prompts == [PROMPTS, [PROMPTS[1]]]
     assert all(np.isfinite(image).all() for image, _ in results)
 
 
@@ -91,7 +90,7 @@ def test_a_request_unusable_every_time_names_its_sku_and_frame(tiny_pipe):
     pipe = Recording(tiny_pipe, poison=PROMPTS[2], poison_calls=99)
     with pytest.raises(GenerationError, match=r"SKU SKU-2: .*NaN.* for frame 4 3 times"):
         inpaint_batch(pipe, _requests(), max_retries=2)
-    assert pipe.calls == [PROMPTS, [PROMPTS[2]], [PROMPTS[2]]]
+    assert pipe.prompts == [PROMPTS, [PROMPTS[2]], [PROMPTS[2]]]
 
 
 def test_requests_of_different_sizes_are_refused_before_painting(tiny_pipe):
@@ -103,7 +102,7 @@ def test_requests_of_different_sizes_are_refused_before_painting(tiny_pipe):
     pipe = Recording(tiny_pipe)
     with pytest.raises(ValueError, match="SMALL-1"):
         inpaint_batch(pipe, [requests[0], small])
-    assert pipe.calls == []
+    assert pipe.prompts == []
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +115,7 @@ def test_hero_batch_keeps_every_product_exact_in_one_call_per_batch(tiny_pipe, b
     requests = [hero.HeroRequest(f"BOX-{i}", canvas, mask, p, seed=i) for i, p in enumerate(PROMPTS)]
     pipe = Recording(tiny_pipe)
     results = hero.generate_batch(pipe, requests, steps=2, batch_size=2)
-    assert pipe.calls == [PROMPTS[:2], PROMPTS[2:]]
+    assert pipe.prompts == [PROMPTS[:2], PROMPTS[2:]]
     assert [r.batch for r in results] == [["BOX-0", "BOX-1"], ["BOX-0", "BOX-1"], ["BOX-2"]]
     product = np.asarray(mask) == 255
     for result in results:
@@ -148,19 +147,6 @@ def _stored(store: LocalStore, sku: str) -> dict[str, bytes]:
     return {k: store.read_bytes(k) for k in store.list(layout.frames_prefix(sku))}
 
 
-class FailAfter:
-    """The real tiny pipeline, failing once it has made `calls` pipeline calls, like a crash mid-run."""
-
-    def __init__(self, pipe, calls: int):
-        self.pipe, self.fail_at, self.calls = pipe, calls, 0
-
-    def __call__(self, **kwargs):
-        if self.calls >= self.fail_at:
-            raise RuntimeError(f"pipeline failed after {self.calls} calls")
-        self.calls += 1
-        return self.pipe(**kwargs)
-
-
 def _assert_product_exact(store, sku, canvas, mask, manifest):
     for frame, record in zip(frames.load_frames(store, sku), manifest["frames"], strict=True):
         diff = verify.product_diff(canvas, mask, frame, offset=record["offset"])
@@ -180,7 +166,7 @@ def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe,
     assert a.calls_made == b.calls_made >= 2 and c.calls_made >= 1
     assert [call["batch"] for call in a.manifest["calls"]] == [["A", "B"]] * a.calls_made
     assert [call["batch"] for call in c.manifest["calls"]] == [["C"]] * c.calls_made
-    assert sorted(pipe.calls) == sorted([PROMPTS[:2]] * a.calls_made + [PROMPTS[2:]] * c.calls_made)
+    assert sorted(pipe.prompts) == sorted([PROMPTS[:2]] * a.calls_made + [PROMPTS[2:]] * c.calls_made)
     for result in results:
         assert result.count == len(result.manifest["frames"])
         _assert_product_exact(store, result.sku, canvas, mask, result.manifest)
@@ -191,7 +177,7 @@ def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe,
     one, separate = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "separate")
     pipe = Recording(tiny_pipe)
     frames.generate_batch(pipe, one, _frame_requests(image), batch_size=1)
-    assert all(len(call) == 1 for call in pipe.calls)
+    assert all(len(call) == 1 for call in pipe.prompts)
     for request in _frame_requests(image):
         frames.generate(tiny_pipe, separate, request.hero, request.path, request.settings, sku=request.sku)
         assert _stored(one, request.sku) == _stored(separate, request.sku)

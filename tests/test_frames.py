@@ -1,6 +1,7 @@
 import hashlib
 import io
 import threading
+from pipes import FailAfter, Wrapped
 
 import numpy as np
 import pytest
@@ -35,19 +36,6 @@ def _stored(store, sku):
 
 def _pngs(store, sku):
     return {k: v for k, v in _stored(store, sku).items() if k.rsplit("/", 1)[-1][:5].isdigit()}
-
-
-class _FailAfter:
-    """Wraps the real tiny pipeline and fails on call `calls` + 1, like a crash in the middle of a run."""
-
-    def __init__(self, pipe, calls: int):
-        self.pipe, self.fail_at, self.calls = pipe, calls, 0
-
-    def __call__(self, **kwargs):
-        if self.calls >= self.fail_at:
-            raise RuntimeError(f"pipeline failed after {self.calls} calls")
-        self.calls += 1
-        return self.pipe(**kwargs)
 
 
 class _ManifestRendersStore(LocalStore):
@@ -139,14 +127,14 @@ def test_resume_after_a_crash_is_byte_identical(tiny_pipe, hero_set, tmp_path, f
 
     broken = _ManifestRendersStore(tmp_path / "broken")
     with pytest.raises(RuntimeError, match=f"after {fail_after} calls"):
-        frames.generate(_FailAfter(tiny_pipe, fail_after), broken, image, path, settings, sku="B")
+        frames.generate(FailAfter(tiny_pipe, fail_after), broken, image, path, settings, sku="B")
     listed = frames.read_manifest(broken, "B")["frames"]
     # the frames listed are those of the checkpointed calls: frame 0, and every frame of the calls made
     assert [r["call"] for r in listed] == [r["call"] for r in full.manifest["frames"][: len(listed)]]
     assert len(listed) == 1 + sum(len(c["frames"]) for c in full.manifest["calls"][:fail_after])
     if drop_checkpoint:
         (broken.root / layout.world_checkpoint("B")).unlink()
-    pipe = _FailAfter(tiny_pipe, 100)
+    pipe = FailAfter(tiny_pipe, 100)
     resumed = frames.generate(pipe, broken, image, path, settings, sku="B")
     assert resumed.frames_reused == (0 if drop_checkpoint else len(listed))
     assert resumed.calls_made == pipe.calls == full.calls_made - (0 if drop_checkpoint else fail_after)
@@ -252,21 +240,18 @@ def test_keep_frames_writes_the_rendered_frames_as_pngs(tiny_pipe, hero_set, loc
     assert sorted(without.keys) == sorted(_stored(local_store, "B"))
 
 
-class _BlankFirst:
-    """Wraps the real tiny pipeline and blanks its first `blank` outputs, like a safety checker would."""
+class _BlankFirst(Wrapped):
+    """Blanks the real pipeline's first `blank` outputs, like a safety checker would."""
 
     def __init__(self, pipe, blank: int):
-        self.pipe, self.blank, self.calls = pipe, blank, 0
+        super().__init__(pipe)
+        self.blank = blank
 
     def __call__(self, **kwargs):
-        out = self.pipe(**kwargs)
-        self.calls += 1
+        out = super().__call__(**kwargs)
         if self.calls <= self.blank:
             out.images[:] = 0.0
         return out
-
-    def __getattr__(self, name):  # the pipeline's config (native size) as the real one has it
-        return getattr(self.pipe, name)
 
 
 def test_blank_output_is_retried_with_the_next_seed(tiny_pipe, hero_set, local_store):

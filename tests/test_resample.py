@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pipes import Wrapped
 
 import numpy as np
 import pytest
@@ -42,18 +43,16 @@ def test_the_model_mask_covers_every_pixel_to_paint():
     assert (back[paint] > 0).all()
 
 
-class _Recording:
-    """The real tiny pipeline; records the size of every call."""
+class _Recording(Wrapped):
+    """Records the size of every call."""
 
     def __init__(self, pipe):
-        self.pipe, self.sizes = pipe, []
+        super().__init__(pipe)
+        self.sizes = []
 
     def __call__(self, **kwargs):
         self.sizes.append((kwargs["width"], kwargs["height"]))
-        return self.pipe(**kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.pipe, name)
+        return super().__call__(**kwargs)
 
 
 def test_a_story_is_painted_at_the_models_size_and_the_product_kept_exact(tiny_pipe, tmp_path):
