@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import layout
+from prodvid_core import layout, seams
 from prodvid_core.camera import CameraPath
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.errors import InvalidInputError
@@ -63,6 +63,7 @@ class FrameSettings:
     max_window: int = 768
     model: str = ""
     max_retries: int = 2
+    seams: bool = True  # correct each call's new pixels to meet the painted ones without a step (seams.py)
 
 
 @dataclass
@@ -439,7 +440,9 @@ class _Video:
     def apply(self, out: np.ndarray, attempt: int, *, batch: list[str]) -> None:
         """Keep the call's new pixels, checkpoint the world, then write the frames it completes."""
         call = self.plan.calls[self.last + 1]
-        self.world.paint(call.window, out, ~self.world.window(call.window)[1], owner=call.index + 1)
+        old, painted = self.world.window(call.window)
+        out = seams.correct(out, old, painted) if self.settings.seams else out
+        self.world.paint(call.window, out, ~painted, owner=call.index + 1)
         self.last, self.calls_made = call.index, self.calls_made + 1
         record = self.manifest["calls"][call.index]
         record.update(seed=step_seed(self.settings.seed, call.first_frame, attempt), batch=batch)
