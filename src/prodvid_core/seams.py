@@ -82,36 +82,41 @@ def correct(out: np.ndarray, old: np.ndarray, painted: np.ndarray) -> np.ndarray
     box = slice(top, bottom), slice(left, right)
     known = painted[box]
 
-    # 3. The difference the model made, on the painted pixels; the new pixels next to them take it whole
-    difference = np.subtract(old[box], out[box], dtype=np.float32)
-    edge = _take_neighbours_difference(difference, known)
+    # 3. The difference the model made, on the painted pixels that meet new ones (the only ones read)
+    h, w = known.shape
+    difference = np.zeros((h, w, 3), np.float32)
+    ys, xs = np.nonzero(known & _near(~known, 1))
+    meet = (ys + top, xs + left)
+    difference.reshape(h * w, 3)[ys * w + xs] = np.subtract(old[meet], out[meet], dtype=np.float32)
 
-    # 4. The membrane through those on the other new pixels
+    # 4. The new pixels next to them take it whole; the membrane through those on the other new pixels
+    edge = _take_neighbours_difference(difference, known)
     correction = _membrane(difference, known | edge)
 
     # 5. Apply it to the new pixels only, rounded and clipped to uint8
-    fresh = ~known
-    corrected = np.rint(out[box][fresh] + correction[fresh])
-    result[box][fresh] = np.clip(corrected, 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(~known)
+    fresh = (ys + top, xs + left)
+    corrected = np.rint(out[fresh] + correction.reshape(h * w, 3)[ys * w + xs])
+    result[fresh] = np.clip(corrected, 0, 255).astype(np.uint8)
     return result
 
 
 def _take_neighbours_difference(difference: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Give each unknown pixel with known 4-neighbours the mean of their `difference` (in place); return
     where."""
-    total = np.zeros_like(difference)
-    count = np.zeros(known.shape, np.float32)
-    for here, there in (
-        ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
-        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
-        ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-    ):
-        # pixel `here` gets its neighbour `there`'s difference where that neighbour is known
-        np.add(total[here], difference[there], out=total[here], where=known[there][..., None])
-        count[here] += known[there]
-    edge = ~known & (count > 0)
-    difference[edge] = total[edge] / count[edge][:, None]
+    h, w = known.shape
+    edge = ~known & _near(known, 1, diagonals=False)
+    ys, xs = np.nonzero(edge)
+    flat, known_flat = difference.reshape(h * w, -1), known.reshape(-1)
+    total = np.zeros((len(ys), difference.shape[2]), np.float32)
+    count = np.zeros(len(ys), np.float32)
+    for y, x in ((ys - 1, xs), (ys + 1, xs), (ys, xs - 1), (ys, xs + 1)):
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        at = np.where(inside, y * w + x, 0)
+        take = inside & known_flat[at]
+        total += flat[at] * take[:, None]
+        count += take
+    flat[ys * w + xs] = total / count[:, None]
     return edge
 
 
@@ -135,18 +140,19 @@ def _membrane(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     #    deeper in would pull the coarse boundary's value away from the fine one's. A block with none lies
     #    inside the known region, cut off from the unknown blocks by blocks that have some: its value
     #    (0) is never read.
-    ring = known & _near(~known, 1)
-    ph, pw = h + h % 2, w + w % 2
-    weighted = np.zeros((ph, pw, values.shape[2]), np.float32)
-    count = np.zeros((ph, pw), np.float32)
-    inside = np.zeros((ph, pw), bool)
-    np.copyto(weighted[:h, :w], values, where=ring[..., None])
-    count[:h, :w], inside[:h, :w] = ring, known
-    weighted = weighted[0::2, 0::2] + weighted[1::2, 0::2] + weighted[0::2, 1::2] + weighted[1::2, 1::2]
-    count = count[0::2, 0::2] + count[1::2, 0::2] + count[0::2, 1::2] + count[1::2, 1::2]
-    weighted /= np.maximum(count, 1)[..., None]
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    ys, xs = np.nonzero(known & _near(~known, 1))
+    block = (ys // 2) * cw + xs // 2
+    count = np.maximum(np.bincount(block, minlength=ch * cw), 1)
+    ring = values.reshape(h * w, -1)[ys * w + xs]
+    weighted = np.stack(
+        [np.bincount(block, weights=ring[:, c], minlength=ch * cw) / count for c in range(ring.shape[1])],
+        axis=-1,
+    ).astype(np.float32)
+    inside = np.zeros((2 * ch, 2 * cw), bool)
+    inside[:h, :w] = known
     inside = inside[0::2, 0::2] | inside[1::2, 0::2] | inside[0::2, 1::2] | inside[1::2, 1::2]
-    coarse = _membrane(weighted, inside)
+    coarse = _membrane(weighted.reshape(ch, cw, -1), inside)
     # 2. Its solution, upsampled, on this level's unknown pixels; sweeps near the known ones
     ys, xs = np.nonzero(~known)
     values.reshape(h * w, -1)[ys * w + xs] = _upsample_at(coarse, ys, xs)
@@ -168,8 +174,16 @@ def _upsample_at(coarse: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarr
     return up
 
 
-def _near(mask: np.ndarray, distance: int) -> np.ndarray:
-    """Pixels within `distance` (in x and in y) of a True pixel of `mask`: dilations by 1, 2, 4, ... px."""
+def _near(mask: np.ndarray, distance: int, *, diagonals: bool = True) -> np.ndarray:
+    """Pixels within `distance` (in x and in y) of a True pixel of `mask`: dilations by 1, 2, 4, ... px.
+    Without `diagonals`, only the 4 neighbours of each pixel (`distance` 1)."""
+    if not diagonals:
+        near = mask.copy()
+        near[1:] |= mask[:-1]
+        near[:-1] |= mask[1:]
+        near[:, 1:] |= mask[:, :-1]
+        near[:, :-1] |= mask[:, 1:]
+        return near
     near = mask.copy()
     for axis in (0, 1):
         lines, reach = np.moveaxis(near, axis, 0), 0  # a view: dilating it dilates `near`
