@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import inspect
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -137,8 +138,14 @@ def geometry(
     return Geometry(len(plan.calls), sum(areas) * steps, moving, moving * w * h * steps, model_frame)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg), all threads."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class _Timed:
-    """The pipeline, with the seconds spent in it counted (diffusion), and the calls."""
+    """The pipeline, with the CPU seconds spent in it counted (diffusion), and the calls."""
 
     def __init__(self, pipe):
         self.pipe, self.seconds, self.calls = pipe, 0.0, 0
@@ -147,11 +154,11 @@ class _Timed:
         return getattr(self.pipe, name)
 
     def __call__(self, **kwargs):
-        start = time.perf_counter()
+        start = _cpu()
         try:
             return self.pipe(**kwargs)
         finally:
-            self.seconds += time.perf_counter() - start
+            self.seconds += _cpu() - start
             self.calls += 1
 
 
@@ -171,7 +178,7 @@ class Stored:
     frame_pngs_s: float
     video_s: float
     resample_s: float
-    other_s: float  # the rest of frames.generate outside diffusion
+    other_s: float  # the rest of frames.generate outside diffusion (manifest, fingerprints, copies)
     step_plain: float  # seams.measure_step on the world, plain copy vs corrected (only with --seams-compare)
     step_fixed: float
 
@@ -199,45 +206,45 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
     correct = seams.correct
 
     def timed_correct(*a):
-        start = time.process_time()
+        start = _cpu()
         try:
             return correct(*a)
         finally:
-            seam_seconds[0] += time.process_time() - start
+            seam_seconds[0] += _cpu() - start
 
     with tempfile.TemporaryDirectory() as tmp:
         store = LocalStore(tmp)
         seams.correct = timed_correct
         try:
-            start = time.perf_counter()
+            start = _cpu()
             result = frames.generate(timed, store, hero_image, path, settings, sku="BENCH")
-            generate_s = time.perf_counter() - start
+            generate_s = _cpu() - start
         finally:
             seams.correct = correct
         world = store.read_bytes(layout.world_checkpoint("BENCH"))
         manifest = store.read_bytes(layout.frames_manifest("BENCH"))
 
         # 3. The video from the stored frames
-        start = time.process_time()
+        start = _cpu()
         mp4 = video.encode(
             frames.load_frames(store, "BENCH", result.manifest), fps=path.fps, sku="BENCH"
         ).data
-        video_s = time.process_time() - start
+        video_s = _cpu() - start
 
         # 4. The world PNG (encoded after each call; timed on the final world) and per-frame PNGs (a few)
         world_state, _ = frames._World.from_png(world)
         rgba = np.dstack([world_state.pixels, np.where(world_state.owner >= 0, 255, 0).astype(np.uint8)])
-        start = time.process_time()
+        start = _cpu()
         png_bytes(rgba)
-        world_png_s = (time.process_time() - start) * result.calls_made
+        world_png_s = (_cpu() - start) * result.calls_made
         step_fixed = seams.measure_step(world_state.pixels, world_state.owner).step
         sample = [0, result.count // 2, result.count - 1]
         rendered = [
             f for k, f in enumerate(frames.load_frames(store, "BENCH", result.manifest)) if k in sample
         ]
-        start = time.process_time()
+        start = _cpu()
         sizes = [len(png_bytes(f)) for f in rendered]
-        frame_pngs_s = (time.process_time() - start) / len(rendered) * result.count
+        frame_pngs_s = (_cpu() - start) / len(rendered) * result.count
         frame_png_bytes = round(np.mean(sizes) * result.count)
 
     # 5. Resampling each call's window to the model's size and back (what inpaint.py will do)
@@ -246,10 +253,10 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
     for call in result.manifest["calls"]:
         x0, y0, x1, y1 = call["window"]
         window = Image.fromarray(rng.integers(0, 256, (y1 - y0, x1 - x0, 3), dtype=np.uint8))
-        start = time.process_time()
+        start = _cpu()
         small = window.resize(model_size(window.size, args.native), Image.Resampling.BICUBIC)
         small.resize(window.size, Image.Resampling.BICUBIC)
-        resample_s += time.process_time() - start
+        resample_s += _cpu() - start
 
     # 6. With --seams-compare, the same frames with plain copying, for the step it leaves
     step_plain = float("nan")
@@ -281,6 +288,27 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
     )
 
 
+def time_seams(window: tuple[int, int] = (2200, 1300), repeat: int = 3) -> None:
+    """CPU seconds of `seams.correct` on a window of `window` px (random pixels), for a band of new pixels
+    at one side and for an L (a diagonal move), best of `repeat`."""
+    w, h = window
+    rng = np.random.default_rng(0)
+    old, out = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2))
+    band = np.ones((h, w), dtype=bool)
+    band[:, w - 400 :] = False
+    ell = band.copy()
+    ell[h - 200 :] = False
+    for name, painted in (("band of 400 px", band), ("L of 400 + 200 px", ell)):
+        seconds = []
+        for _ in range(repeat):
+            start = time.process_time()
+            seams.correct(out, old, painted)
+            seconds.append(time.process_time() - start)
+        print(
+            f"seams.correct, {w}x{h} window, {name} ({(~painted).sum():,} new px): {min(seconds):.2f} s CPU"
+        )
+
+
 def bench_formats(pipe, args: argparse.Namespace) -> None:
     """Per format: GPU cost from the plan at full size, bytes and CPU seconds from a run at `--scale`."""
     print(
@@ -301,6 +329,8 @@ def bench_formats(pipe, args: argparse.Namespace) -> None:
             f"{g.area_steps / 1e6:>10.1f} {g.original_area_steps / 1e6:>14.1f} "
             f"{g.original_area_steps / g.area_steps:>6.1f}"
         )
+    print()
+    time_seams()
     print(f"\nstored per SKU and CPU seconds outside diffusion, run at {args.scale} × the output size:")
     print(
         f"{'format':<10} {'run size':>9} {'calls':>5} {'world':>8} {'manifest':>8} {'mp4':>8} "
