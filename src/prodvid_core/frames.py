@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import layout, models
+from prodvid_core import layout, models, seams
 from prodvid_core.camera import CameraPath
 from prodvid_core.errors import InvalidInputError
 from prodvid_core.fingerprints import VERSION, Fingerprints
@@ -62,6 +62,7 @@ class FrameSettings:
     model_size: int | None = None  # the model's working side; None: the checkpoint's native side
     model: str = ""
     max_retries: int = 2  # not in the fingerprint: a retry's seed is recorded with its call
+    seams: bool = True  # correct each call's new pixels to meet the painted ones without a step (seams.py)
 
 
 @dataclass
@@ -306,7 +307,9 @@ class _Video:
     def apply(self, out: np.ndarray, attempt: int, *, batch: list[str]) -> None:
         """Keep the call's new pixels, checkpoint the world, then list the frames it completes."""
         call = self.plan.calls[self.last_call + 1]
-        self.world.paint(call.window, out, ~self.world.window(call.window)[1], owner=call.index + 1)
+        old, painted = self.world.window(call.window)
+        out = seams.correct(out, old, painted) if self.settings.seams else out
+        self.world.paint(call.window, out, ~painted, owner=call.index + 1)
         self.last_call, self.calls_made = call.index, self.calls_made + 1
         record = self.manifest["calls"][call.index]
         record.update(seed=step_seed(self.settings.seed, call.first_frame, attempt), batch=batch)
