@@ -8,22 +8,22 @@ cuda` measures them at the real models' cost (`random_sd.py`); `--model` also ta
 
 `--formats` (default: the four publishable formats) adds, per format:
 - from the plan at the full output size (no model runs): the diffusion calls and the summed model pixel area
-  × steps (what GPU time scales with), against the original method (one call per frame that shows anything
-  new, painted at the output size). A call paints its window resampled to the model's native area
-  (`--native`, 512 for SD 1.5/2, 1024 for SDXL), so the plan is made on the frame scaled to that area;
-- from a real run at `--scale` × the output size (0.25 by default: a couple of minutes on 2 cores; 1 for
-  the full size): the bytes stored per SKU (world PNG + manifest + MP4 against per-frame PNGs, those
-  estimated from a few rendered frames × the frame count) and the CPU seconds outside diffusion: the seam
-  correction, the world PNG checkpoints, per-frame PNGs, video encoding and (estimated until inpaint.py
-  resamples: PIL bicubic to the model's size and back) the resampling of each call's window.
+  × steps (what GPU time scales with: each call paints its window resampled to the model's native area,
+  `--native`, 512 for SD 1.5/2, 1024 for SDXL), against the original method (one call per frame that shows
+  anything new, painted at the output size), and the calls the same path needs on a 512² frame;
+- from a real run at `--scale` × the output size (1 by default: the tiny model paints at its 256 px native
+  area, so a full-size story takes about a minute on 2 cores): the bytes stored per SKU (world PNG +
+  manifest + MP4 against per-frame PNGs, those estimated from a few rendered frames × the frame count) and
+  the CPU seconds outside diffusion: resampling the windows to the model's size and back, the seam
+  correction, the world PNG checkpoints, per-frame PNGs, video encoding.
 `--formats none` runs only the paths table; `--paths none` only the formats.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import inspect
 import math
 import os
 import tempfile
@@ -33,10 +33,23 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import camera, canvas, frames, hero, layout, mask, models, run, seams, video
+from prodvid_core import (
+    camera,
+    canvas,
+    formats,
+    frames,
+    hero,
+    layout,
+    mask,
+    models,
+    resample,
+    run,
+    seams,
+    video,
+)
 from prodvid_core.brief import parse_brief
 from prodvid_core.encoding import png_bytes
-from prodvid_core.plan import GRID, plan_calls
+from prodvid_core.plan import plan_calls
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
 from prodvid_core.world import Checkpoint
@@ -46,8 +59,7 @@ PATHS = {
     "seed (20 shifts, 10 fps)": camera.seed(),
     "pan 150 frames @ 30 fps, (2, 1) px/frame": camera.from_shifts([(2, 1)] * 149, fps=30),
 }
-# square, portrait, story, landscape (formats.parse_format takes the names once it is merged)
-FORMATS = ("1080x1080", "1080x1350", "1080x1920", "1920x1080")
+FORMATS = ("square", "portrait", "story", "landscape")
 PROMPT = "a bottle on a marble counter"
 
 
@@ -78,31 +90,14 @@ def bench_paths(pipe, hero_image: Image.Image, args: argparse.Namespace) -> None
 # --- per format ------------------------------------------------------------------------------------------
 
 
-def _size(value: str) -> tuple[int, int]:
-    width, height = value.lower().split("x")
-    return int(width), int(height)
-
-
 def _grid(value: float) -> int:
-    """`value` rounded to the latent grid (at least one cell)."""
-    return max(GRID, round(value / GRID) * GRID)
+    """`value` rounded to an even number of pixels (H.264 yuv420p), at least 64."""
+    return max(64, round(value / 2) * 2)
 
 
 def drift(frame_size: tuple[int, int], num_frames: int) -> camera.CameraPath:
-    """The default path on frames of `frame_size`: the 512 px design scaled per axis (as `camera.drift`
-    does once it takes `frame_size`)."""
-    if "frame_size" in inspect.signature(camera.drift).parameters:
-        return camera.drift(num_frames=num_frames, frame_size=frame_size)
-    w, h = frame_size
-    return camera.pan((-64 * w / 512, -32 * h / 512), num_frames=num_frames, ease=True)
-
-
-def model_size(window: tuple[int, int], native: int) -> tuple[int, int]:
-    """The size a call paints a window of `window` px at: the same aspect at the model's native area (never
-    above it), sides on the latent grid. An estimate of inpaint.py's resampling until it is merged."""
-    w, h = window
-    scale = min(1.0, native / math.sqrt(w * h))
-    return _grid(w * scale), _grid(h * scale)
+    """The default path on frames of `frame_size` (the 512 px design scaled per axis)."""
+    return camera.drift(num_frames=num_frames, frame_size=frame_size)
 
 
 @dataclass(frozen=True)
@@ -113,30 +108,31 @@ class Geometry:
     area_steps: int  # Σ over calls of model pixels × steps
     original_calls: int
     original_area_steps: int
-    model_frame: tuple[int, int]
+    calls_at_512: int
 
 
 def geometry(
     size: tuple[int, int], *, native: int, steps: int, lookahead: int, max_window: int, num_frames: int
-):
-    """Plan the default path on an output frame of `size` in model pixels (the frame scaled to the model's
-    native area), against the original method: one call per frame that moves, at the output size."""
-    w, h = size
-    ratio = math.sqrt(w * h) / native  # output px per model px
-    model_frame = (_grid(w / ratio), _grid(h / ratio))
+) -> Geometry:
+    """Plan the default path on an output frame of `size` as `frames.generate` does, against the original
+    method (one call per frame that moves, at the output size) and the same path on a 512² frame."""
     plan = plan_calls(
-        drift(model_frame, num_frames),
-        model_frame,
-        lookahead=lookahead,
-        max_window=max(max_window, *model_frame),
+        drift(size, num_frames), size, native=native, lookahead=lookahead, max_window=max_window
     )
     areas = [
-        math.prod(model_size((c.window[2] - c.window[0], c.window[3] - c.window[1]), native))
+        math.prod(
+            resample.working_size((c.window[2] - c.window[0], c.window[3] - c.window[1]), native=native)
+        )
         for c in plan.calls
     ]
-    shifts = drift(size, num_frames).shifts
-    moving = sum(1 for shift in shifts if shift != (0, 0))
-    return Geometry(len(plan.calls), sum(areas) * steps, moving, moving * w * h * steps, model_frame)
+    original = plan_calls(drift(size, num_frames), size, native=native, lookahead=0)
+    at_512 = plan_calls(drift((512, 512), num_frames), (512, 512), native=native, lookahead=lookahead,
+                        max_window=max_window)  # fmt: skip
+    w, h = size
+    return Geometry(
+        len(plan.calls), sum(areas) * steps, len(original.calls), len(original.calls) * w * h * steps,
+        len(at_512.calls),
+    )  # fmt: skip
 
 
 def _cpu() -> float:
@@ -184,6 +180,31 @@ class Stored:
     step_fixed: float
 
 
+@contextlib.contextmanager
+def _timing(spent: dict[str, float], module, *names: str):
+    """Count the CPU seconds spent in `module`'s functions `names` (looked up through the module, as prodvid
+    calls them) into `spent`, for the duration of the block."""
+    originals = {name: getattr(module, name) for name in names}
+
+    def timed(name):
+        def call(*args, **kwargs):
+            start = _cpu()
+            try:
+                return originals[name](*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + _cpu() - start
+
+        return call
+
+    for name in names:
+        setattr(module, name, timed(name))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(module, name, original)
+
+
 def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
     """Make one SKU's frames and video at `size` and measure what it stores and the CPU time around
     diffusion."""
@@ -199,29 +220,20 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
         prompt=PROMPT,
         steps=args.steps,
         lookahead=args.lookahead,
-        max_window=max(args.max_window, *size),
+        max_window=args.max_window,
     )
 
-    # 2. The frames, timed: diffusion (the pipeline), the seam correction, the rest
-    timed, seam_seconds = _Timed(pipe), [0.0]
-    correct = seams.correct
-
-    def timed_correct(*a):
-        start = _cpu()
-        try:
-            return correct(*a)
-        finally:
-            seam_seconds[0] += _cpu() - start
-
-    with tempfile.TemporaryDirectory() as tmp:
+    # 2. The frames, timed: diffusion (the pipeline), resampling, the seam correction, the rest
+    timed, spent = _Timed(pipe), {}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _timing(spent, seams, "correct"),
+        _timing(spent, resample, "to_model", "to_output", "paint_to_model"),
+    ):
         store = LocalStore(tmp)
-        seams.correct = timed_correct
-        try:
-            start = _cpu()
-            result = frames.generate(timed, store, hero_image, path, settings, sku="BENCH")
-            generate_s = _cpu() - start
-        finally:
-            seams.correct = correct
+        start = _cpu()
+        result = frames.generate(timed, store, hero_image, path, settings, sku="BENCH")
+        generate_s = _cpu() - start
         world = store.read_bytes(layout.world_checkpoint("BENCH"))
         manifest = store.read_bytes(layout.frames_manifest("BENCH"))
 
@@ -248,17 +260,6 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
         frame_pngs_s = (_cpu() - start) / len(rendered) * result.count
         frame_png_bytes = round(np.mean(sizes) * result.count)
 
-    # 5. Resampling each call's window to the model's size and back (what inpaint.py will do)
-    resample_s = 0.0
-    rng = np.random.default_rng(0)
-    for call in result.manifest["calls"]:
-        x0, y0, x1, y1 = call["window"]
-        window = Image.fromarray(rng.integers(0, 256, (y1 - y0, x1 - x0, 3), dtype=np.uint8))
-        start = _cpu()
-        small = window.resize(model_size(window.size, args.native), Image.Resampling.BICUBIC)
-        small.resize(window.size, Image.Resampling.BICUBIC)
-        resample_s += _cpu() - start
-
     # 6. With --seams-compare, the same frames with plain copying, for the step it leaves
     step_plain = float("nan")
     if args.seams_compare:
@@ -269,7 +270,8 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
             w = Checkpoint.from_png(store.read_bytes(layout.world_checkpoint("BENCH"))).world
             step_plain = seams.measure_step(w.pixels, w.owner).step
 
-    other_s = max(0.0, generate_s - timed.seconds - seam_seconds[0] - frame_pngs_s - world_png_s)
+    seams_s, resample_s = spent.get("correct", 0.0), sum(v for k, v in spent.items() if k != "correct")
+    other_s = max(0.0, generate_s - timed.seconds - seams_s - resample_s - world_png_s)
     return Stored(
         size=size,
         frames=result.count,
@@ -278,7 +280,7 @@ def run_format(pipe, size: tuple[int, int], args: argparse.Namespace) -> Stored:
         manifest_bytes=len(manifest),
         mp4_bytes=len(mp4),
         frame_png_bytes=frame_png_bytes,
-        seams_s=seam_seconds[0],
+        seams_s=seams_s,
         world_png_s=world_png_s,
         frame_pngs_s=frame_pngs_s,
         video_s=video_s,
@@ -316,17 +318,18 @@ def bench_formats(pipe, args: argparse.Namespace) -> None:
         f"\nformats: {args.frames} frames of the default drift, steps {args.steps}, native {args.native} px"
     )
     print(
-        f"{'format':<10} {'model frame':>11} {'calls':>5} {'orig calls':>10} {'Mpx·steps':>10} "
+        f"{'format':<10} {'size':>9} {'calls':>5} {'at 512²':>7} {'orig calls':>10} {'Mpx·steps':>10} "
         f"{'orig Mpx·steps':>14} {'ratio':>6}"
     )
     for value in args.formats:
-        size = _size(value)
+        size = formats.parse_format(value).size
         g = geometry(
             size, native=args.native, steps=args.steps, lookahead=args.lookahead,
             max_window=args.max_window, num_frames=args.frames,
         )  # fmt: skip
         print(
-            f"{value:<10} {'x'.join(map(str, g.model_frame)):>11} {g.calls:>5} {g.original_calls:>10} "
+            f"{value:<10} {'x'.join(map(str, size)):>9} {g.calls:>5} {g.calls_at_512:>7} "
+            f"{g.original_calls:>10} "
             f"{g.area_steps / 1e6:>10.1f} {g.original_area_steps / 1e6:>14.1f} "
             f"{g.original_area_steps / g.area_steps:>6.1f}"
         )
@@ -339,7 +342,7 @@ def bench_formats(pipe, args: argparse.Namespace) -> None:
         f"{'resample':>8} {'other':>6} | {'step plain/fixed':>16}"
     )
     for value in args.formats:
-        w, h = _size(value)
+        w, h = formats.parse_format(value).size
         s = run_format(pipe, (_grid(w * args.scale), _grid(h * args.scale)), args)
         ours = s.world_bytes + s.manifest_bytes + s.mp4_bytes
         print(
@@ -358,8 +361,8 @@ def main() -> None:
     parser.add_argument("--lookahead", type=int, default=run.Settings.lookahead)
     parser.add_argument("--max-window", type=int, default=run.Settings.max_window, help="model px")
     parser.add_argument("--paths", default="all", help="all or none")
-    parser.add_argument("--formats", default=",".join(FORMATS), help="WxH,... or none")
-    parser.add_argument("--scale", type=float, default=0.25, help="the formats' run size / output size")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="names or WxH, comma-separated; none")
+    parser.add_argument("--scale", type=float, default=1.0, help="the formats' run size / output size")
     parser.add_argument("--frames", type=int, default=48, help="frames per video in the formats' runs")
     parser.add_argument("--native", type=int, default=512, help="the model's native side (SDXL: 1024)")
     parser.add_argument("--seams-compare", action="store_true", help="also run plain copying: the step")
