@@ -157,8 +157,9 @@ def _companions(frame_set: FrameSet) -> list[str]:
 
 
 def _windows(manifest: dict, native: int) -> str:
-    """The calls' windows (output pixels) and the size the model paints each at, e.g.
-    `1080x1990 at 192x352 (1 call), 1080x1536 at 216x304 (2 calls)`."""
+    """The calls' windows (output pixels) and the size the model paints each at, so a person sees the
+    model's cost next to the output's size; e.g. at native 512: `1080x1980 at 376x696 (1 call), 1080x1536 at
+    424x608 (2 calls)`."""
     counts: dict[tuple[int, int], int] = {}
     for call in manifest["calls"]:
         left, top, right, bottom = call["window"]
