@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import dagster as dg
 import numpy as np
@@ -209,10 +210,15 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
     canvas_rgb = np.asarray(canvas.convert("RGB"))
     assert np.array_equal(np.asarray(hero)[product], canvas_rgb[product])
     manifest = read_manifest(store, SKU)
+    visible = 0
     for record, frame in zip(manifest["frames"], load_frames(store, SKU), strict=True):
         assert frame.shape == (1920, 1080, 3)
         diff = product_diff(canvas, Image.fromarray(product), frame, offset=tuple(record["offset"]))
         assert diff.exact and diff.visible > 0, f"frame {record['index']}"
+        visible += diff.visible
+    # the checks compared the same pixels, at the output size
+    assert checks["hero_product_exact"].metadata["product pixels"].value == product.sum()
+    assert checks["frames_product_exact"].metadata["pixels checked"].value == visible
 
     # the MP4 at the output size and the brief's fps; frames/ holds the world and manifest, no frame PNGs
     assert probe(store.read_bytes(layout.video_mp4(SKU))) == (3, 12, (1080, 1920))
@@ -221,6 +227,8 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
     # what a person sees in the UI: the format and sizes, previews small enough to render in place
     canvas_meta = metadata(instance, "expanded_canvas", SKU)
     assert (canvas_meta["format"].value, canvas_meta["size"].value) == ("story", [1080, 1920])
+    assert canvas_meta["anchor"].value == "bottom"  # the default: the brief sets none
+    assert canvas_meta["placement"].value == artifacts.load_canvas(store, SKU).metadata()
     hero_meta = metadata(instance, "hero_image", SKU)
     frames_meta = metadata(instance, "frames", SKU)
     for preview in (hero_meta["preview"], frames_meta["first frame"], frames_meta["last frame"]):
@@ -230,6 +238,8 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
     assert frames_meta["diffusion calls"].value == len(manifest["calls"]) >= 1
     for left, top, right, bottom in (call["window"] for call in manifest["calls"]):
         assert f"{right - left}x{bottom - top} at " in frames_meta["windows"].value
+    painted_at = re.findall(r" at (\d+)x(\d+) ", frames_meta["windows"].value)
+    assert painted_at and all(int(w) * int(h) <= 256 * 256 for w, h in painted_at)
     assert metadata(instance, "video", SKU)["size"].value == [1080, 1920]
 
 
