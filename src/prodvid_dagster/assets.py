@@ -24,12 +24,13 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import formats, inbox, layout
+from prodvid_core import formats, inbox, layout, resample
 from prodvid_core.canvas import Canvas, expand
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
+from prodvid_core.models import native_size
 from prodvid_core.render import load_frames
 from prodvid_core.run import Settings, framing, make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
@@ -155,6 +156,24 @@ def _companions(frame_set: FrameSet) -> list[str]:
     return sorted({sku for batch in batches for sku in batch} - {frame_set.sku})
 
 
+def _windows(manifest: dict, native: int) -> str:
+    """The calls' windows (output pixels) and the size the model paints each at, so a person sees the
+    model's cost next to the output's size; e.g. at native 512: `1080x1980 at 376x696 (1 call), 1080x1536 at
+    424x608 (2 calls)`."""
+    counts: dict[tuple[int, int], int] = {}
+    for call in manifest["calls"]:
+        left, top, right, bottom = call["window"]
+        counts[(right - left, bottom - top)] = counts.get((right - left, bottom - top), 0) + 1
+    return (
+        ", ".join(
+            f"{w}x{h} at {'x'.join(map(str, resample.working_size((w, h), native=native)))} "
+            f"({n} call{'s' if n > 1 else ''})"
+            for (w, h), n in counts.items()
+        )
+        or "(none: every frame lies inside the hero image)"
+    )
+
+
 def _where(store: ObjectStore, key: str) -> dg.MetadataValue:
     url = store.url(key)
     return dg.MetadataValue.url(url) if "://" in url else dg.MetadataValue.path(url)
@@ -258,6 +277,7 @@ def hero_image(
         context.add_asset_metadata(
             {
                 "preview": _preview(hero.image),
+                "size": list(hero.image.size),
                 "model": hero.model,
                 "prompt": hero.prompt,
                 "seed": hero.seed,
@@ -306,9 +326,9 @@ def frames(
             context.log.info(f"SKU {sku}: frame {record['index'] + 1}/{totals[sku]} {state}")
 
         inputs = {sku: (hero_image[sku].image, brief) for sku, brief in briefs.items()}
-        out = make_frames_batch(
-            st, inputs, settings, pipe=models.pipeline(settings.frames_model), on_frame=on_frame
-        )
+        pipe = models.pipeline(settings.frames_model)
+        out = make_frames_batch(st, inputs, settings, pipe=pipe, on_frame=on_frame)
+    native = settings.model_size or native_size(pipe)
     for sku, frame_set in out.items():
         first, last = load_frames(st, sku, frame_set.manifest, indices=[0, frame_set.count - 1])
         context.add_asset_metadata(
@@ -316,6 +336,9 @@ def frames(
                 "first frame": _preview(Image.fromarray(first)),
                 "last frame": _preview(Image.fromarray(last)),
                 "frames": frame_set.count,
+                "size": list(frame_set.manifest["size"]),
+                "model size": native,
+                "windows": _windows(frame_set.manifest, native),
                 "diffusion calls": frame_set.calls_made,
                 "frames reused": frame_set.frames_reused,
                 "seconds": frame_set.seconds,

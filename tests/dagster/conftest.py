@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import torch
-from dgtest import DAGSTER_YAML, FAST_ENV
+from dgtest import DAGSTER_YAML, FAST_ENV, UNSET_ENV
 
 from prodvid_core.storage import LocalStore
 
@@ -25,7 +25,7 @@ def _one_torch_thread():
 def fast_env(monkeypatch):
     for name, value in FAST_ENV.items():
         monkeypatch.setenv(name, value)
-    for name in ("PRODVID_LOOKAHEAD", "PRODVID_STORE", "PRODVID_S3_ENDPOINT_URL", "PRODVID_FORMAT"):
+    for name in (*UNSET_ENV, "PRODVID_STORE", "PRODVID_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
 
 

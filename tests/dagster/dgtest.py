@@ -1,8 +1,10 @@
 """Helpers and constants shared by the Dagster layer's tests (import as `from dgtest import ...`)."""
 
 import json
+from dataclasses import fields
 
 from prodvid_core import layout
+from prodvid_core.run import Settings
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import ObjectStore
 
@@ -13,6 +15,9 @@ FAST_ENV = {
     "PRODVID_SIZE": "256",
     "PRODVID_STEPS": "2",
 }
+# The env vars of every other setting are unset for the tests: a developer's PRODVID_FORMAT or
+# PRODVID_KEEP_FRAMES would change what they make. PRODVID_CACHE and the PRODVID_REQUIRE_* switches stay.
+UNSET_ENV = sorted({f"PRODVID_{f.name.upper()}" for f in fields(Settings)} - set(FAST_ENV))
 BRIEF = {
     "prompt": "a bottle on a wooden table",
     "seed": 7,

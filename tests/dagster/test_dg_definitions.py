@@ -1,6 +1,7 @@
 """The definitions load, and the shipped dagster.yaml gives an instance with prodvid's settings."""
 
 import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -78,6 +79,12 @@ def test_models_resource_has_a_field_for_every_setting():
     from prodvid_core.run import Settings
 
     assert set(ModelsResource.model_fields) == {f.name for f in fields(Settings)} | {"preset"}
+    # and both configuration tables a person reads list every one of them
+    resources_doc = sys.modules[ModelsResource.__module__].__doc__
+    dagster_md = (REPO / "docs" / "dagster.md").read_text()
+    for name in ModelsResource.model_fields:
+        assert f"| `ModelsResource.{name}` |" in resources_doc, f"resources.py's table lacks {name}"
+        assert f"| `models.{name}` |" in dagster_md, f"docs/dagster.md's table lacks {name}"
 
 
 def test_a_bad_env_value_names_the_variable(monkeypatch):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import dagster as dg
 import pytest
-from dgtest import BRIEF, FAST_ENV, drop_sku
+from dgtest import BRIEF, FAST_ENV, UNSET_ENV, drop_sku
 from PIL import Image
 
 from prodvid_core import layout
@@ -99,7 +99,7 @@ def dagster_dev(tmp_path_factory):
         "PYTHONPATH": os.pathsep.join(pythonpath),
         "OMP_NUM_THREADS": "1",
     }
-    for name in ("PRODVID_LOOKAHEAD", "PRODVID_S3_ENDPOINT_URL"):
+    for name in (*UNSET_ENV, "PRODVID_S3_ENDPOINT_URL"):
         env.pop(name, None)
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
     log = tmp / "dagster-dev.log"

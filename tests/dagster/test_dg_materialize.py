@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import dagster as dg
 import numpy as np
@@ -10,15 +11,12 @@ from dgtest import BRIEF, drop_sku
 from PIL import Image
 
 from prodvid_core import artifacts, layout
-from prodvid_core.brief import parse_brief
 from prodvid_core.frames import load_frames, read_manifest
+from prodvid_core.verify import product_diff
 from prodvid_core.video import probe
-from prodvid_dagster.assets import expanded_canvas, hero_image, mask
 from prodvid_dagster.definitions import defs
-from prodvid_dagster.io_manager import ObjectStoreIOManager
 from prodvid_dagster.partitions import sku_partitions
-from prodvid_dagster.resources import ModelsResource, StoreResource
-from prodvid_dagster.sensors import run_config_for
+from prodvid_dagster.resources import StoreResource
 
 SKU = "BOTTLE-1"
 EXPECTED_KEYS = {
@@ -170,31 +168,79 @@ def test_format_and_placement_in_the_run_config_win_over_the_brief(instance, sto
     assert (canvas_meta["format"].value, canvas_meta["anchor"].value) == ("256x448", "left-third")
 
 
-@pytest.mark.slow  # ~100 s on a busy 2-core CPU while the hero model paints at the output size
-def test_a_story_brief_in_the_inbox_makes_a_1080x1920_canvas_and_hero_image(instance, store):
-    brief = {"prompt": "a bottle on a wooden table", "seed": 7, "format": "story"}
+def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
+    # a photo and a story brief land in the inbox; the sensor asks for the run, with the brief as run config
+    brief = {"prompt": "a bottle on a wooden table", "seed": 7, "format": "story", "num_frames": 3, "fps": 12}
     drop_sku(store, SKU, brief)
-    # the sensor's run config carries the format; the job accepts it
-    config = run_config_for(parse_brief(brief, sku=SKU)).to_config_dict()
-    assert config["ops"]["expanded_canvas"]["config"]["format"] == "story"
-    assert dg.validate_run_config(defs.resolve_job_def("prodvid"), config)
-    # the canvas and hero image steps read the brief's format from the inbox (frames at 1080x1920 wait for
-    # the model's native-size painting)
-    instance.add_dynamic_partitions(sku_partitions.name, [SKU])
-    st = StoreResource()
-    result = dg.materialize(
-        [expanded_canvas, mask, hero_image],
-        partition_key=SKU,
+    context = dg.build_sensor_context(
         instance=instance,
-        resources={"models": ModelsResource(), "store": st, "io_manager": ObjectStoreIOManager(store=st)},
+        instance_ref=instance.get_ref(),
+        cursor=None,
+        resources={"store": StoreResource()},
+        definitions=defs,
+    )
+    tick = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
+    for request in tick.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    (request,) = tick.run_requests
+    assert request.partition_key == SKU
+    assert request.run_config["ops"]["expanded_canvas"]["config"]["format"] == "story"
+
+    # the run materializes the five assets with that config; all four checks pass at the output size
+    result = defs.resolve_job_def("prodvid").execute_in_process(
+        run_config=request.run_config, partition_key=SKU, instance=instance, tags=request.tags
     )
     assert result.success
+    assert {e.asset_key.path[0] for e in result.get_asset_materialization_events()} == {
+        "expanded_canvas", "mask", "hero_image", "frames", "video",
+    }  # fmt: skip
+    checks = check_results(result)
+    assert set(checks) == {"hero_product_exact", "frames_product_exact", "frames_not_blank", "video_decodes"}
+    for name, evaluation in checks.items():
+        assert evaluation.passed, f"{name}: {evaluation.description}"
+    assert "all 3 frames" in checks["frames_product_exact"].description
+    assert "1080x1920, as expected" in checks["video_decodes"].description
+
+    # canvas and hero image at the output size, the product exact in the hero image and every frame
     canvas = artifacts.load_canvas(store, SKU).image
     hero = artifacts.load_hero(store, SKU).image
     assert canvas.size == hero.size == (1080, 1920)
     product = np.asarray(artifacts.load_mask(store, SKU)) == 255
     assert product.any()
-    assert np.array_equal(np.asarray(hero)[product], np.asarray(canvas.convert("RGB"))[product])
+    canvas_rgb = np.asarray(canvas.convert("RGB"))
+    assert np.array_equal(np.asarray(hero)[product], canvas_rgb[product])
+    manifest = read_manifest(store, SKU)
+    visible = 0
+    for record, frame in zip(manifest["frames"], load_frames(store, SKU), strict=True):
+        assert frame.shape == (1920, 1080, 3)
+        diff = product_diff(canvas, Image.fromarray(product), frame, offset=tuple(record["offset"]))
+        assert diff.exact and diff.visible > 0, f"frame {record['index']}"
+        visible += diff.visible
+    # the checks compared the same pixels, at the output size
+    assert checks["hero_product_exact"].metadata["product pixels"].value == product.sum()
+    assert checks["frames_product_exact"].metadata["pixels checked"].value == visible
+
+    # the MP4 at the output size and the brief's fps; frames/ holds the world and manifest, no frame PNGs
+    assert probe(store.read_bytes(layout.video_mp4(SKU))) == (3, 12, (1080, 1920))
+    assert set(store.list(f"frames/{SKU}/")) == {layout.frames_manifest(SKU), layout.world_checkpoint(SKU)}
+
+    # what a person sees in the UI: the format and sizes, previews small enough to render in place
+    canvas_meta = metadata(instance, "expanded_canvas", SKU)
+    assert (canvas_meta["format"].value, canvas_meta["size"].value) == ("story", [1080, 1920])
+    assert canvas_meta["anchor"].value == "bottom"  # the default: the brief sets none
+    assert canvas_meta["placement"].value == artifacts.load_canvas(store, SKU).metadata()
+    hero_meta = metadata(instance, "hero_image", SKU)
+    frames_meta = metadata(instance, "frames", SKU)
+    for preview in (hero_meta["preview"], frames_meta["first frame"], frames_meta["last frame"]):
+        assert preview.value.startswith("![preview](data:image/webp;base64,") and len(preview.value) < 1000
+    assert hero_meta["size"].value == frames_meta["size"].value == [1080, 1920]
+    assert frames_meta["model size"].value == 256  # the tiny preset's native side, not the output's
+    assert frames_meta["diffusion calls"].value == len(manifest["calls"]) >= 1
+    for left, top, right, bottom in (call["window"] for call in manifest["calls"]):
+        assert f"{right - left}x{bottom - top} at " in frames_meta["windows"].value
+    painted_at = re.findall(r" at (\d+)x(\d+) ", frames_meta["windows"].value)
+    assert painted_at and all(int(w) * int(h) <= 256 * 256 for w, h in painted_at)
+    assert metadata(instance, "video", SKU)["size"].value == [1080, 1920]
 
 
 def test_bad_photo_fails_naming_the_sku_without_retries(instance, store):
