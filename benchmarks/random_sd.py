@@ -163,24 +163,6 @@ _SDXL_TEXT_2: dict[str, Any] = {
     "projection_dim": 1280,
     "hidden_act": "gelu",
 }
-# scheduler/scheduler_config.json of SDXL inpainting 0.1 (and SDXL base), whole: Euler, "leading" spacing, and
-# the keys Euler ignores but keeps for the schedulers one may switch to (PNDM needs skip_prk_steps).
-_SDXL_SCHEDULER: dict[str, Any] = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "interpolation_type": "linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "epsilon",
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "trained_betas": None,
-    "use_karras_sigmas": False,
-}
 
 
 def write_random_sd(
@@ -322,7 +304,7 @@ def _scheduler(arch: str) -> Any:
     from diffusers import EulerDiscreteScheduler, PNDMScheduler
 
     if arch == "sdxl":
-        return EulerDiscreteScheduler.from_config(_SDXL_SCHEDULER)
+        return EulerDiscreteScheduler.from_config(presets.SDXL_SCHEDULER_CONFIG)
     return PNDMScheduler(**_SCHEDULER)
 
 

@@ -269,6 +269,25 @@ def _sd15_scheduler() -> Any:
     )
 
 
+# scheduler/scheduler_config.json of SDXL inpainting 0.1 (and SDXL base), whole; benchmarks/random_sd.py too.
+SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+
 def _sdxl_scheduler() -> Any:
     """The scheduler of `diffusers/stable-diffusion-xl-1.0-inpainting-0.1`, its scheduler_config.json whole.
 
@@ -278,24 +297,7 @@ def _sdxl_scheduler() -> Any:
     """
     from diffusers import EulerDiscreteScheduler
 
-    return EulerDiscreteScheduler.from_config(
-        {
-            "beta_start": 0.00085,
-            "beta_end": 0.012,
-            "beta_schedule": "scaled_linear",
-            "clip_sample": False,
-            "interpolation_type": "linear",
-            "num_train_timesteps": 1000,
-            "prediction_type": "epsilon",
-            "sample_max_value": 1.0,
-            "set_alpha_to_one": False,
-            "skip_prk_steps": True,
-            "steps_offset": 1,
-            "timestep_spacing": "leading",
-            "trained_betas": None,
-            "use_karras_sigmas": False,
-        }
-    )
+    return EulerDiscreteScheduler.from_config(SDXL_SCHEDULER_CONFIG)
 
 
 # --- the tokenizer ---------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 import json
 from dataclasses import fields
 
+import dagster as dg
+
 from prodvid_core import layout
 from prodvid_core.run import Settings
 from prodvid_core.sample import sample_photo_bytes
@@ -38,3 +40,21 @@ def drop_sku(store: ObjectStore, sku: str, brief: dict | None = None, *, suffix:
 def layout_keys(store: ObjectStore, sku: str) -> list[str]:
     """Every key the pipeline writes for `sku` (the inbox excluded)."""
     return [k for k in store.list() if f"/{sku}." in k or f"/{sku}/" in k if not k.startswith("inbox/")]
+
+
+def inbox_tick(instance: dg.DagsterInstance, defs: dg.Definitions):
+    """One tick of the inbox sensor against `instance`, from a blank cursor, with the partitions it asks for
+    added as the daemon adds them; the tick's result (its run requests)."""
+    from prodvid_dagster.resources import StoreResource
+
+    context = dg.build_sensor_context(
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        cursor=None,
+        resources={"store": StoreResource()},
+        definitions=defs,
+    )
+    tick = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
+    for request in tick.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return tick

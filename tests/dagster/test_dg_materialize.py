@@ -7,7 +7,7 @@ import re
 import dagster as dg
 import numpy as np
 import pytest
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, drop_sku, inbox_tick
 from PIL import Image
 
 from prodvid_core import artifacts, layout
@@ -16,7 +16,6 @@ from prodvid_core.verify import product_diff
 from prodvid_core.video import probe
 from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
-from prodvid_dagster.resources import StoreResource
 
 SKU = "BOTTLE-1"
 EXPECTED_KEYS = {
@@ -172,16 +171,7 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
     # a photo and a story brief land in the inbox; the sensor asks for the run, with the brief as run config
     brief = {"prompt": "a bottle on a wooden table", "seed": 7, "format": "story", "num_frames": 3, "fps": 12}
     drop_sku(store, SKU, brief)
-    context = dg.build_sensor_context(
-        instance=instance,
-        instance_ref=instance.get_ref(),
-        cursor=None,
-        resources={"store": StoreResource()},
-        definitions=defs,
-    )
-    tick = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
-    for request in tick.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    tick = inbox_tick(instance, defs)
     (request,) = tick.run_requests
     assert request.partition_key == SKU
     assert request.run_config["ops"]["expanded_canvas"]["config"]["format"] == "story"

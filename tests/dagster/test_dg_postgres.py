@@ -31,13 +31,12 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, drop_sku, inbox_tick
 
 from pg_server import find_postgres, start_postgres
 from prodvid_dagster.definitions import defs
 from prodvid_dagster.jobs import GPU_RUN_TAG
 from prodvid_dagster.partitions import sku_partitions
-from prodvid_dagster.resources import StoreResource
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
@@ -126,16 +125,7 @@ def test_sku_made_end_to_end_on_postgres_and_read_back(pg_home, store):
         # a photo and its brief land; the inbox sensor, evaluated against this instance, adds the SKU (applied
         # as the daemon applies it) and asks for its run
         drop_sku(store, SKU)
-        context = dg.build_sensor_context(
-            instance=instance,
-            instance_ref=instance.get_ref(),
-            cursor=None,
-            resources={"store": StoreResource()},
-            definitions=defs,
-        )
-        tick = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
-        for request in tick.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        tick = inbox_tick(instance, defs)
         (run_request,) = tick.run_requests
         assert run_request.partition_key == SKU
 
