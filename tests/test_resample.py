@@ -8,6 +8,7 @@ from pipes import Wrapped
 import numpy as np
 import pytest
 
+from checks import assert_overlaps_agree
 from prodvid_core import camera, canvas, frames, hero, mask, models, resample, verify
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
@@ -73,16 +74,9 @@ def test_a_story_is_painted_at_the_models_size_and_the_product_kept_exact(tiny_p
     assert result.calls_made >= 1 and len(pipe.sizes) == 1 + result.calls_made
     assert all(w * h <= native * native and w % 8 == 0 and h % 8 == 0 for w, h in pipe.sizes), pipe.sizes
     assert pipe.sizes[0] == resample.working_size((1080, 1920), native=native)
-    previous = None
-    for record, frame in zip(result.manifest["frames"], frames.load_frames(LocalStore(tmp_path), "S-1"),
-                             strict=True):  # fmt: skip
+    rendered = list(frames.load_frames(LocalStore(tmp_path), "S-1"))
+    for record, frame in zip(result.manifest["frames"], rendered, strict=True):
         assert frame.shape == (1920, 1080, 3)
         diff = verify.product_diff(expanded.image, product, frame, offset=tuple(record["offset"]))
         assert diff.visible > 0 and diff.differing == 0, (record["index"], diff)
-        if previous is not None:  # consecutive frames agree exactly where they overlap
-            dx, dy = record["shift"]
-            h, w = frame.shape[:2]
-            now = frame[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
-            before = previous[max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)]
-            assert np.array_equal(now, before), record["index"]
-        previous = frame
+    assert assert_overlaps_agree(rendered, result.manifest["frames"]) == 12  # exactly where they overlap
