@@ -11,13 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
 
+from checks import assert_overlaps_agree
 from prodvid_core.render import load_frames
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
+from prodvid_core.verify import product_diff
+from prodvid_core.video import probe
 
 ARGS = ["--preset", "tiny", "--size", "256", "--steps", "2", "--prompt", "a bottle on a table"]
 
@@ -219,6 +223,86 @@ def test_killed_run_resumes_byte_identical(photo, tmp_path):
         assert hero.pop("seconds") > 0
         files["hero"] = hero
     assert resumed == expected
+
+
+# 16 frames at 1080x1920 panning a fifth of the width and half the height: 4 diffusion calls (the product
+# stays in view)
+STORY = [
+    "--preset", "tiny", "--steps", "2", "--prompt", "a bottle on a table", "--seed", "5", "--format", "story",
+    "--camera", json.dumps({"path": "pan", "distance": [-0.2, -0.5]}), "--lookahead", "32",
+    "--fps", "30", "--seconds", "0.5",
+]  # fmt: skip
+
+
+def _counts(stdout: str) -> tuple[int, int]:
+    """(frames reused, diffusion calls made) from `generate`'s summary line."""
+    reused = int(stdout.split("frames (")[1].split(" reused")[0])
+    return reused, int(stdout.split("reused from an earlier run), ")[1].split(" diffusion call")[0])
+
+
+def test_killed_story_run_resumes_byte_identical_and_plays_at_1080x1920(photo, tmp_path):
+    """A story video killed with SIGKILL between its diffusion calls, then run again: only the missing calls
+    are made and every stored file is the one an uninterrupted run stores; the MP4 decodes at 1080x1920 and
+    30 fps, and its frames keep the product exact and agree on their overlaps."""
+    frames = 16  # 0.5 s at 30 fps, plus the hero image
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    out = prodvid("generate", "STORY-1", "--image", str(photo), "--store", str(whole), *STORY)
+    plan = json.loads((whole / "frames" / "STORY-1" / "manifest.json").read_text())
+    total_calls = len(plan["calls"])
+    assert total_calls >= 3 and _counts(out.stdout) == (0, total_calls)
+
+    # 1. Kill -9 once the first call's frames are listed, before the last call is painted
+    cmd = [sys.executable, "-m", "prodvid_core.cli", "generate", "STORY-1", "--image", str(photo),
+           "--store", str(broken), *STORY]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    manifest = broken / "frames" / "STORY-1" / "manifest.json"
+    deadline, killed_at = time.monotonic() + 300, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = len(json.loads(manifest.read_text())["frames"])
+        except (FileNotFoundError, ValueError):
+            done = 0
+        if done >= 2:  # frame 0 is the hero image; the next ones need call 0
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed_at = done
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    assert killed_at is not None and killed_at < frames, "the run finished before it could be killed"
+    assert not (broken / "video" / "STORY-1.mp4").exists()
+
+    # 2. The same command again: only the calls the stored world lacks, then the same bytes
+    out = prodvid("generate", "STORY-1", "--image", str(photo), "--store", str(broken), *STORY)
+    reused, calls = _counts(out.stdout)
+    assert killed_at <= reused < frames
+    kept_calls = plan["frames"][reused - 1]["call"] + 1  # the frames reused are those the kept calls complete
+    assert kept_calls >= 1 and calls == total_calls - kept_calls
+    resumed, expected = _files(broken), _files(whole)
+    for files in (resumed, expected):  # the hero's timing is the one thing allowed to differ
+        hero = json.loads(files.pop("hero_image/STORY-1.json"))
+        assert hero.pop("seconds") > 0
+        files["hero"] = hero
+    for key in ("frames/STORY-1/world.png", "frames/STORY-1/manifest.json", "video/STORY-1.mp4"):
+        assert resumed[key] == expected[key], key
+    assert resumed == expected
+
+    # 3. The MP4 a real decoder sees: every frame, 1080x1920, 30 fps, H.264 yuv420p
+    mp4 = whole / "video" / "STORY-1.mp4"
+    assert probe(mp4.read_bytes()) == (frames, 30.0, (1080, 1920))
+    reader = imageio_ffmpeg.read_frames(str(mp4))
+    meta = next(reader)
+    reader.close()
+    assert (meta["codec"], meta["pix_fmt"].split("(")[0]) == ("h264", "yuv420p")
+
+    # 4. Its frames: the product exact in every one, consecutive ones equal on their overlap
+    canvas = Image.open(whole / "expanded_canvas" / "STORY-1.png")
+    product = Image.open(whole / "mask" / "STORY-1.png")
+    rendered = list(load_frames(LocalStore(broken), "STORY-1"))
+    for frame, record in zip(rendered, plan["frames"], strict=True):
+        assert frame.shape == (1920, 1080, 3)
+        diff = product_diff(canvas, product, frame, offset=tuple(record["offset"]))
+        assert diff.visible > 0 and diff.differing == 0, (record["index"], diff)
+    assert assert_overlaps_agree(rendered, plan["frames"]) == frames
 
 
 def _drop(inbox: Path, sku: str, brief: dict) -> None:
