@@ -21,6 +21,18 @@ class Wrapped:
         return getattr(self.pipe, name)
 
 
+class Recording(Wrapped):
+    """Records the (width, height) of every call."""
+
+    def __init__(self, pipe):
+        super().__init__(pipe)
+        self.sizes = []
+
+    def __call__(self, **kwargs):
+        self.sizes.append((kwargs["width"], kwargs["height"]))
+        return super().__call__(**kwargs)
+
+
 class FailAfter(Wrapped):
     """Fails once it has made `calls` pipeline calls, like a crash in the middle of a run."""
 

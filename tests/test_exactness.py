@@ -9,6 +9,7 @@ a window resampled to the model's native area and the product is never resampled
 from __future__ import annotations
 
 import io
+from pipes import Recording
 
 import numpy as np
 import pytest
@@ -16,7 +17,19 @@ from PIL import Image
 
 from checks import assert_overlaps_agree
 from photos import BAD, GOOD
-from prodvid_core import artifacts, formats, frames, layout, verify, video
+from prodvid_core import (
+    artifacts,
+    canvas,
+    formats,
+    frames,
+    hero,
+    layout,
+    mask,
+    models,
+    resample,
+    verify,
+    video,
+)
 from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError
 from prodvid_core.run import Settings, generate_sku, make_canvas
@@ -150,3 +163,29 @@ def test_a_story_copies_a_product_that_fits_pixel_for_pixel():
     under = np.asarray(product.crop(placement.canvas_box)) == 255
     assert under.sum() > 0.3 * under.size
     assert np.array_equal(placed[under], source[under])  # every product pixel is the photo's own
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-xl"])
+def test_no_call_is_above_the_models_native_area_at_an_odd_size(preset, tmp_path):
+    """1000x562 is no multiple of 8: every call, hero and frames, paints its window resampled to a working
+    size of multiples of 8 within the model's native area, and the product stays exact."""
+    pipe = Recording(models.load_inpaint_pipeline(preset, device="cpu"))
+    native = models.native_size(pipe)
+    expanded = canvas.expand(GOOD["labelled_large"](), sku="N-1", size=(1000, 562))
+    product = mask.segment(expanded.image, sku="N-1")
+    made = hero.generate(pipe, expanded.image, product, sku="N-1", prompt="on a table", steps=2, seed=1)
+    assert verify.product_diff(expanded.image, product, made.image).differing == 0
+    pan = {"path": "pan", "distance": [-0.3, -0.1]}
+    brief = parse_brief({**FORMAT_BRIEF, "num_frames": 4, "camera": pan}, sku="N-1")
+    path = brief.camera_path("N-1", (1000, 562))
+    settings = frames.FrameSettings(prompt="on a table", steps=2, seed=1, lookahead=16)
+    store = LocalStore(tmp_path)
+    result = frames.generate(pipe, store, made.image, path, settings, sku="N-1")
+    assert result.calls_made >= 2 and len(pipe.sizes) == 1 + result.calls_made
+    assert pipe.sizes[0] == resample.working_size((1000, 562), native=native)
+    assert all(w * h <= native * native and w % 8 == 0 and h % 8 == 0 for w, h in pipe.sizes), pipe.sizes
+    rendered = list(frames.load_frames(store, "N-1"))
+    for frame, record in zip(rendered, result.manifest["frames"], strict=True):
+        diff = verify.product_diff(expanded.image, product, frame, offset=record["offset"])
+        assert diff.visible > 0 and diff.differing == 0, (record["index"], diff)
+    assert assert_overlaps_agree(rendered, result.manifest["frames"]) == 4

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from pipes import Wrapped
+from pipes import Recording
 
 import numpy as np
 import pytest
@@ -44,22 +44,10 @@ def test_the_model_mask_covers_every_pixel_to_paint():
     assert (back[paint] > 0).all()
 
 
-class _Recording(Wrapped):
-    """Records the size of every call."""
-
-    def __init__(self, pipe):
-        super().__init__(pipe)
-        self.sizes = []
-
-    def __call__(self, **kwargs):
-        self.sizes.append((kwargs["width"], kwargs["height"]))
-        return super().__call__(**kwargs)
-
-
 def test_a_story_is_painted_at_the_models_size_and_the_product_kept_exact(tiny_pipe, tmp_path):
     """1080x1920 output, the tiny model's 256 px native area: hero and frames never call the model above
     it, the product is placed once at full output detail and exact in the hero image and every frame."""
-    pipe = _Recording(tiny_pipe)
+    pipe = Recording(tiny_pipe)
     native = models.native_size(tiny_pipe)
     assert native == 256
     expanded = canvas.expand(sample_photo_bytes(), sku="S-1", size=(1080, 1920))
