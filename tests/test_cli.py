@@ -241,9 +241,9 @@ def _counts(stdout: str) -> tuple[int, int]:
 
 
 def test_killed_story_run_resumes_byte_identical_and_plays_at_1080x1920(photo, tmp_path):
-    """A story video killed with SIGKILL between its diffusion calls, then run again: only the missing calls
-    are made and every stored file is the one an uninterrupted run stores; the MP4 decodes at 1080x1920 and
-    30 fps, and its frames keep the product exact and agree on their overlaps."""
+    """A story video killed with SIGKILL once its first diffusion call is stored, then run again: only the
+    missing calls are made and every stored file is the one an uninterrupted run stores; the MP4 decodes at
+    1080x1920 and 30 fps, and its frames keep the product exact and agree on their overlaps."""
     frames = 16  # 0.5 s at 30 fps, plus the hero image
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     out = prodvid("generate", "STORY-1", "--image", str(photo), "--store", str(whole), *STORY)
