@@ -4,13 +4,13 @@ bits; the product stays exact; a batch retries only its unusable requests; frame
 from __future__ import annotations
 
 import io
-from pipes import FailAfter, Wrapped
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from photos import labelled_box
+from pipe_wrappers import FailAfter, Wrapped
 from prodvid_core import camera, frames, hero, layout, verify
 from prodvid_core.brief import parse_brief
 from prodvid_core.canvas import expand
@@ -25,7 +25,7 @@ SIZE = 256
 PROMPTS = ["a red box on a wooden table", "a red box on a beach", "a red box in a forest"]
 
 
-class Recording(Wrapped):
+class PromptsAndPoison(Wrapped):
     """Records each call's prompts and makes the outputs of `poison` prompts NaN (the first `poison_calls`
     times), as an fp16 overflow would."""
 
@@ -79,7 +79,7 @@ def test_a_batch_is_deterministic(tiny_pipe):
 
 
 def test_only_the_unusable_request_is_painted_again_with_its_next_seed(tiny_pipe):
-    pipe = Recording(tiny_pipe, poison=PROMPTS[1])
+    pipe = PromptsAndPoison(tiny_pipe, poison=PROMPTS[1])
     results = inpaint_batch(pipe, _requests())
     assert [attempt for _, attempt in results] == [0, 1, 0]
     assert pipe.prompts == [PROMPTS, [PROMPTS[1]]]
@@ -87,7 +87,7 @@ def test_only_the_unusable_request_is_painted_again_with_its_next_seed(tiny_pipe
 
 
 def test_a_request_unusable_every_time_names_its_sku_and_frame(tiny_pipe):
-    pipe = Recording(tiny_pipe, poison=PROMPTS[2], poison_calls=99)
+    pipe = PromptsAndPoison(tiny_pipe, poison=PROMPTS[2], poison_calls=99)
     with pytest.raises(GenerationError, match=r"SKU SKU-2: .*NaN.* for frame 4 3 times"):
         inpaint_batch(pipe, _requests(), max_retries=2)
     assert pipe.prompts == [PROMPTS, [PROMPTS[2]], [PROMPTS[2]]]
@@ -99,7 +99,7 @@ def test_requests_of_different_sizes_are_refused_before_painting(tiny_pipe):
         requests[0].image[:128], requests[0].paint[:128], requests[0].prompt,
         seed=0, step=0, sku="SMALL-1", what="the hero image",
     )  # fmt: skip
-    pipe = Recording(tiny_pipe)
+    pipe = PromptsAndPoison(tiny_pipe)
     with pytest.raises(ValueError, match="SMALL-1"):
         inpaint_batch(pipe, [requests[0], small])
     assert pipe.prompts == []
@@ -113,7 +113,7 @@ def box():
 def test_hero_batch_keeps_every_product_exact_in_one_call_per_batch(tiny_pipe, box):
     canvas, mask = box
     requests = [hero.HeroRequest(f"BOX-{i}", canvas, mask, p, seed=i) for i, p in enumerate(PROMPTS)]
-    pipe = Recording(tiny_pipe)
+    pipe = PromptsAndPoison(tiny_pipe)
     results = hero.generate_batch(pipe, requests, steps=2, batch_size=2)
     assert pipe.prompts == [PROMPTS[:2], PROMPTS[2:]]
     assert [r.batch for r in results] == [["BOX-0", "BOX-1"], ["BOX-0", "BOX-1"], ["BOX-2"]]
@@ -157,7 +157,7 @@ def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe,
     canvas, mask = box
     image = hero.generate(tiny_pipe, canvas, mask, sku="BOX", prompt=PROMPTS[0], steps=2).image
     store = LocalStore(tmp_path)
-    pipe = Recording(tiny_pipe)
+    pipe = PromptsAndPoison(tiny_pipe)
     results = frames.generate_batch(pipe, store, _frame_requests(image), batch_size=3)
     assert [r.sku for r in results] == ["A", "C", "B"]
     a, c, b = results
@@ -175,7 +175,7 @@ def test_frames_of_skus_with_the_same_windows_share_calls_in_lockstep(tiny_pipe,
 
     # a batch of one SKU at a time writes exactly what separate runs write
     one, separate = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "separate")
-    pipe = Recording(tiny_pipe)
+    pipe = PromptsAndPoison(tiny_pipe)
     frames.generate_batch(pipe, one, _frame_requests(image), batch_size=1)
     assert all(len(call) == 1 for call in pipe.prompts)
     for request in _frame_requests(image):

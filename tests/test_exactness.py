@@ -9,7 +9,6 @@ a window resampled to the model's native area and the product is never resampled
 from __future__ import annotations
 
 import io
-from pipes import Recording
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from PIL import Image
 
 from checks import assert_overlaps_agree
 from photos import BAD, GOOD
+from pipe_wrappers import Recording
 from prodvid_core import (
     artifacts,
     canvas,

@@ -1,7 +1,6 @@
 import hashlib
 import io
 import threading
-from pipes import FailAfter, Wrapped
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ from PIL import Image
 
 from checks import assert_overlaps_agree
 from photos import labelled_box
+from pipe_wrappers import FailAfter, Wrapped
 from prodvid_core import camera, frames, hero, layout, render, run, verify
 from prodvid_core.errors import GenerationError, IntegrityError
 from prodvid_core.inpaint import is_unusable, step_seed

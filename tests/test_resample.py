@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from pipes import Recording
 
 import numpy as np
 import pytest
 
 from checks import assert_overlaps_agree
+from pipe_wrappers import Recording
 from prodvid_core import camera, canvas, frames, hero, mask, models, resample, verify
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
