@@ -14,7 +14,8 @@ SKUS = ["CUP-1", "CUP-2", "CUP-3"]
 BRIEFS = {
     "CUP-1": BRIEF,
     "CUP-2": {**BRIEF, "prompt": "a cup on a marble counter", "seed": 2},
-    "CUP-3": {**BRIEF, "seed": 3, "num_frames": 4, "camera": {"path": "drift"}},
+    # another camera, whose call's window has another size: it cannot share CUP-1's and CUP-2's calls
+    "CUP-3": {**BRIEF, "seed": 3, "num_frames": 4, "camera": {"path": "pan", "distance": [-40, 0]}},
 }
 # The tags Dagster's backfill daemon puts on the one run of a single-run backfill.
 RANGE_TAGS = {"dagster/asset_partition_range_start": SKUS[0], "dagster/asset_partition_range_end": SKUS[-1]}
