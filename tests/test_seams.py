@@ -18,7 +18,7 @@ PROMPT = "a red box on a wooden table"
 SHIFT = (0.08, -0.06, 0.05)  # added to every returned image, in [0, 1] units: about (20, -15, 13) in uint8
 BLUR = 1.5  # Gaussian radius, px
 # diagonal, so the calls' new pixels are L-shaped: horizontal and vertical boundaries
-PATH = camera.pan((-150, -70), num_frames=16, fps=12)
+PATH = camera.pan((-200, -90), num_frames=16, fps=12)  # 4 calls, boundaries between each
 
 
 class ShiftAndBlur:
