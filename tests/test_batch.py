@@ -4,6 +4,8 @@ bits; the product stays exact; a batch retries only its unusable requests; frame
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -234,3 +236,16 @@ def test_make_heroes_batches_only_the_skus_it_has_to_paint(tmp_path):
     for sku, (result, _) in made.items():
         assert verify.product_diff(expanded.image, product, result.image).exact
         assert store.read_bytes(f"hero_image/{sku}.png")
+
+
+def test_a_hero_painted_at_an_overridden_model_size_is_reused(tmp_path):
+    """`model_size` decides the hero's pixels, so the sidecar records it: the same settings reuse the stored
+    hero image, another model size paints it again."""
+    store = LocalStore(tmp_path)
+    settings = Settings(size=SIZE, steps=2, device="cpu", model_size=128).with_preset("tiny")
+    expanded = expand(sample_photo_bytes(size=(300, 400)), sku="H-0", size=SIZE)
+    inputs = {"H-0": (expanded, segment(expanded.image, sku="H-0"), parse_brief({"prompt": "x"}, sku="H-0"))}
+    assert make_heroes(store, inputs, settings)["H-0"][1] is False
+    assert json.loads(store.read_bytes("hero_image/H-0.json"))["model_size"] == 128
+    assert make_heroes(store, inputs, settings)["H-0"][1] is True
+    assert make_heroes(store, inputs, replace(settings, model_size=None))["H-0"][1] is False

@@ -104,6 +104,7 @@ def hero_from(meta: dict, png: bytes, *, sku: str) -> HeroResult:
         attempts=meta.get("attempts", 1),
         seconds=meta.get("seconds", 0.0),
         batch=meta.get("batch") or [sku],
+        model_size=meta.get("model_size"),
         **fields,
     )
 

@@ -32,6 +32,7 @@ class HeroResult:
     attempts: int
     seconds: float
     batch: list[str] = field(default_factory=list)  # the SKUs painted in the same call, this one included
+    model_size: int | None = None  # the side the model painted at when overridden; None: its native one
 
     def metadata(self) -> dict:
         meta = asdict(self)
@@ -142,7 +143,7 @@ def generate_batch(
             results[i] = HeroResult(
                 image=Image.fromarray(image), model=model, prompt=r.prompt, negative_prompt=r.negative_prompt,
                 seed=r.seed, steps=steps, guidance=guidance, attempts=attempt + 1, seconds=seconds,
-                batch=[requests[j].sku for j in batch],
+                batch=[requests[j].sku for j in batch], model_size=native,
             )  # fmt: skip
     return results
 
