@@ -9,7 +9,7 @@ from PIL import Image
 from checks import assert_overlaps_agree
 from photos import labelled_box
 from pipe_wrappers import FailAfter, Wrapped
-from prodvid_core import camera, frames, hero, layout, render, run, verify
+from prodvid_core import camera, frames, hero, layout, plan, run, verify
 from prodvid_core.errors import GenerationError, IntegrityError
 from prodvid_core.inpaint import is_unusable, step_seed
 from prodvid_core.storage import LocalStore
@@ -174,7 +174,7 @@ def test_a_damaged_world_is_detected_and_made_again(tiny_pipe, hero_set, local_s
     # a pixel changed in a world that still reads back: the frames showing it do not match their sha256
     checkpoint = Checkpoint.from_png(before[key])
     last = made.manifest["frames"][-1]
-    x0, y0, *_ = render.frame_box(last["offset"], made.manifest["size"])
+    x0, y0, *_ = plan.frame_box(last["offset"], made.manifest["size"])
     checkpoint.world.pixels[y0 - checkpoint.world.bounds[1], x0 - checkpoint.world.bounds[0]] ^= 1
     local_store.write_bytes(key, checkpoint.to_png())
     with pytest.raises(IntegrityError, match=r"SKU B: frame \d+ .* does not match its sha256"):

@@ -18,13 +18,14 @@ of calls, at every output size.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from prodvid_core.camera import CameraPath
 
-__all__ = ["Box", "Call", "Plan", "plan_calls", "GRID", "MIN_BAND"]
+__all__ = ["Box", "Call", "Plan", "frame_box", "plan_calls", "GRID", "MIN_BAND"]
 
 GRID = 8  # model pixels of one latent cell
 MIN_BAND = 64  # model pixels: a narrower band gives the model too little room for a coherent scene
@@ -60,9 +61,13 @@ class Plan:
     cell: int = 1  # output pixels of the grid windows are aligned to
 
     def frame_box(self, k: int) -> Box:
-        ox, oy = self.offsets[k]
-        w, h = self.frame_size
-        return (-ox, -oy, -ox + w, -oy + h)
+        return frame_box(self.offsets[k], self.frame_size)
+
+
+def frame_box(offset: Iterable[int], size: Iterable[int]) -> Box:
+    """The world window of a frame with content `offset` (x, y) and `size` (w, h)."""
+    (ox, oy), (w, h) = offset, size
+    return (-ox, -oy, -ox + w, -oy + h)
 
 
 def _floor(v: int, cell: int) -> int:

@@ -18,17 +18,11 @@ from prodvid_core import layout
 from prodvid_core.encoding import png_bytes
 from prodvid_core.errors import IntegrityError
 from prodvid_core.manifest import frame_sha256, read_manifest
-from prodvid_core.plan import Box
+from prodvid_core.plan import frame_box
 from prodvid_core.storage import ObjectStore
 from prodvid_core.world import Checkpoint, World
 
-__all__ = ["frame_box", "render_frame", "load_checkpoint", "load_frames", "store_frame_png", "export_frames"]
-
-
-def frame_box(offset: Iterable[int], size: Iterable[int]) -> Box:
-    """The world window of a frame with content `offset` [x, y] and `size` [w, h] (`plan.Plan.frame_box`)."""
-    (ox, oy), (w, h) = offset, size
-    return (-ox, -oy, -ox + w, -oy + h)
+__all__ = ["render_frame", "load_checkpoint", "load_frames", "store_frame_png", "export_frames"]
 
 
 def render_frame(world: World, offset: Iterable[int], size: Iterable[int]) -> np.ndarray:
