@@ -99,7 +99,9 @@ class Checkpoint:
             "bounds": json.dumps(list(w.bounds)),
             "owners": owners,
         }
-        return png_bytes(rgba, text)
+        # Level 1: the checkpoint is rewritten after every call and read back only by a re-run; at level 6
+        # zlib took most of a story-format video's time on the CPU.
+        return png_bytes(rgba, text, compress_level=1)
 
     @classmethod
     def from_png(cls, data: bytes) -> Checkpoint:
