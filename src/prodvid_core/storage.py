@@ -336,7 +336,14 @@ def _check_no_credentials(bucket: str, endpoint_url: str | None) -> None:
         )
 
 
-_DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+_DENIED_CODES = {
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",  # a malformed AWS_SESSION_TOKEN
+}
 
 
 def _s3_client(endpoint_url: str | None) -> BaseClient:
