@@ -229,8 +229,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-# Every file that starts or documents a server, outside deploy/ (a cluster image, which binds 0.0.0.0 inside
-# its container on purpose, deploy/README.md).
+# `dagster dev` as the README runs it (no host) is started, and every socket of its process tree checked, in
+# tests/dagster/test_dg_dev.py. Here: every file that starts or documents a server, outside deploy/ (a cluster
+# image, which binds 0.0.0.0 inside its container on purpose, deploy/README.md).
 SERVER_FILES = [
     "Makefile",
     "README.md",
@@ -244,7 +245,7 @@ SERVER_FILES = [
 # A host given to a server: -h/--host/--bind/-H, host=, listen_addresses=, or a bare all-interfaces address.
 HOST_ARGUMENT = re.compile(
     r"""(?:(?<![\w-])(?:-h|-H|--host|--bind|--grpc-host)[\s"',]+|\bhost\s*=\s*["']?|listen_addresses=)"""
-    r"""([\w.:\[\]-]+)"""
+    r"""([\w.:\[\]*-]+)"""
 )
 ALL_INTERFACES = re.compile(r"0\.0\.0\.0|\[::\]|INADDR_ANY")
 
@@ -257,16 +258,9 @@ def test_servers_started_or_documented_outside_deploy_bind_loopback(name: str):
     assert not ALL_INTERFACES.search(text), f"{name} binds all interfaces"
     for host in HOST_ARGUMENT.findall(text):
         host = host.strip("[]")
-        assert host in ("127.0.0.1", "localhost", "::1") or not re.fullmatch(r"[\d.:]+", host), (
+        assert host in ("127.0.0.1", "localhost", "::1") or not re.fullmatch(r"[\d.:*]+", host), (
             f"{name}: a server bound to {host}"
         )
-
-
-def test_dagster_dev_defaults_to_loopback():
-    # The README's `dagster dev` names no host: Dagster's default must stay loopback (tests/dagster/
-    # test_dg_dev.py starts it that way and checks every socket of its process tree).
-    cli = pytest.importorskip("dagster_webserver.cli")
-    assert cli.DEFAULT_WEBSERVER_HOST == "127.0.0.1"
 
 
 def test_deploy_binds_all_interfaces_only_inside_its_container():
@@ -406,10 +400,6 @@ def test_credentials_in_a_url_are_refused_without_repeating_them(s3_endpoint: st
     with pytest.raises(StorageError, match="bucket name .* holds '@' or ':'") as caught:
         open_store(f"s3://{SENTINEL_KEY}:{SENTINEL_SECRET}@prodvid-any/runs", endpoint_url=s3_endpoint)
     assert not _leaks(str(caught.value))
-    proc = _cli(
-        "inbox", "--store", f"s3://{SENTINEL_KEY}:{SENTINEL_SECRET}@prodvid-any", env={**SENTINEL_ENV}
-    )  # fmt: skip
-    assert proc.returncode == 2 and "holds '@' or ':'" in proc.stderr and not _leaks(proc.stderr)
 
 
 # --- model folders with safetensors load only safetensors -------------------------------------------------
