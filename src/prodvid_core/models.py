@@ -274,16 +274,29 @@ def _load(model: str, resolved: str, dtype: torch.dtype, *, local_files_only: bo
     """`AutoPipelineForInpainting.from_pretrained` with its errors turned into `ModelUnavailableError`."""
     from diffusers import AutoPipelineForInpainting
 
+    safetensors_only = _has_safetensors(resolved)
     try:
         return AutoPipelineForInpainting.from_pretrained(
-            resolved, dtype=dtype, local_files_only=local_files_only, use_safetensors=None
+            resolved, dtype=dtype, local_files_only=local_files_only, use_safetensors=safetensors_only
         )
     except OSError as err:  # missing files, offline, not a diffusers folder (HF errors are OSErrors too)
         where = "in that folder" if os.path.isdir(resolved) else "locally or on the Hub"
+        if safetensors_only:
+            where += " (it has .safetensors weights, so only those are read: every component needs them)"
         raise _unavailable(model, f"no loadable diffusers checkpoint {where} ({_first_line(err)})") from err
     except (ValueError, ImportError) as err:  # a pipeline class with no inpainting variant, a missing extra
         reason = f"it is not a diffusers inpainting checkpoint ({_first_line(err)})"
         raise _unavailable(model, reason) from err
+
+
+def _has_safetensors(resolved: str) -> bool | None:
+    """True for a folder holding `.safetensors` weights: then only those are read (`use_safetensors=True`),
+    so a pickled `.bin` beside them, or in place of one component's, is never unpickled; None (either
+    format, safetensors first) for a folder of `.bin` files only and for a Hub id, where diffusers itself
+    downloads only the safetensors files of a repo that has them for every component."""
+    if not os.path.isdir(resolved):
+        return None
+    return any(Path(resolved).glob("*/*.safetensors")) or None
 
 
 def _is_hub_id(name: str) -> bool:

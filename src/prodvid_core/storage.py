@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,9 +34,14 @@ __all__ = ["ObjectStore", "LocalStore", "S3Store", "open_store", "INBOX_PREFIX"]
 INBOX_PREFIX = "inbox/"
 
 
+def _is_plain(key: str) -> bool:
+    """Whether `key` is a relative path of plain segments: no empty, `.` or `..` segment, so it names the
+    same object in a folder and in a bucket, and never one outside the store root or the S3 prefix."""
+    return bool(key) and not any(part in ("", ".", "..") for part in key.split("/"))
+
+
 def _check_key(key: str) -> str:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not _is_plain(key):
         raise StorageError(f"Storage key {key!r} is not a relative path of plain segments.")
     return key
 
@@ -85,7 +90,13 @@ class ObjectStore(ABC):
 
 
 class LocalStore(ObjectStore):
-    """A folder on disk; atomic writes by write-to-temp + `os.replace`."""
+    """A folder on disk; atomic, durable writes by write-to-temp + fsync + `os.replace` + fsync of the folder.
+
+    Files and folders are created with the process umask, as `open` and `mkdir` make them (0644 and 0755
+    under the usual umask 022), so a web server or a teammate can read the videos; a umask of 077 keeps them
+    private. Symbolic links under the root are followed only where they stay inside the root: a key whose
+    path leads outside (an `inbox/` photo linked to `/etc/...`, a folder linked elsewhere) is refused.
+    """
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).expanduser().resolve()
@@ -94,15 +105,37 @@ class LocalStore(ObjectStore):
         return f"LocalStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        """The file of `key`, refusing one whose path (through symbolic links) leads outside the root."""
+        path = self.root / _check_key(key)
+        self._check_inside(path, key)
+        return path
+
+    def _check_inside(self, path: Path, key: str) -> None:
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+            raise StorageError(
+                f"Storage key {key!r} cannot be resolved under {str(self.root)!r}: {e}."
+            ) from e
+        if target != self.root and not target.is_relative_to(self.root):
+            raise StorageError(
+                f"Storage key {key!r} is a symbolic link (or under one) to {str(target)!r}, outside the "
+                f"store root {str(self.root)!r}: prodvid does not follow links out of the store; copy the "
+                "file in."
+            )
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        """1. the bytes into a temp file beside the target, fsynced; 2. `os.replace` onto the target;
+        3. fsync of the folder, so the rename itself survives a power loss (ext4, XFS: one journal commit)."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _make_folders(path.parent)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        # os.open's mode 0o666 is narrowed by the umask (and a default ACL), like any program's new file;
+        # tempfile.mkstemp would make it 0600 whatever the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -110,8 +143,9 @@ class LocalStore(ObjectStore):
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
+        _fsync_folder(path.parent)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -129,6 +163,7 @@ class LocalStore(ObjectStore):
         base = self.root / folder if folder else self.root
         if not base.is_dir():
             return {}
+        self._check_inside(base, folder)
         etags = {}
         for path in base.rglob("*"):
             key = path.relative_to(self.root).as_posix()
@@ -146,7 +181,35 @@ class LocalStore(ObjectStore):
         self._path(key).unlink(missing_ok=True)
 
     def url(self, key: str) -> str:
-        return str(self._path(key))
+        return str(self.root / _check_key(key))
+
+
+def _make_folders(folder: Path) -> None:
+    """`mkdir -p folder` (mode 0o777 less the umask), fsyncing the parent of each folder it makes, so that
+    a new folder's entry survives a power loss as well as the files in it; nothing when it exists."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:  # made meanwhile by another writer; a file there fails the open below
+            continue
+        _fsync_folder(new.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync a folder, making the renames and new entries in it durable; a file system that cannot
+    (EINVAL: some network and FUSE file systems) has nothing to flush."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
 
 
 class S3Store(ObjectStore):
@@ -173,6 +236,7 @@ class S3Store(ObjectStore):
         if not bucket:
             raise StorageError("S3 bucket name is empty: use a store location like s3://my-bucket/prefix.")
         prefix = prefix.rstrip("/")
+        _check_no_credentials(bucket, endpoint_url)
         self.bucket = bucket
         self.prefix = _check_key(prefix) + "/" if prefix else ""
         self.endpoint_url = endpoint_url
@@ -214,8 +278,11 @@ class S3Store(ObjectStore):
             )
             for page in pages:
                 for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix) :]
+                    if not _is_plain(key):  # `a//b`, `../x`: put there by another tool; no key of ours
+                        continue
                     etag = obj["ETag"].strip('"')  # S3 sends it quoted, as HTTP does
-                    etags[obj["Key"][len(self.prefix) :]] = f"{etag}:{obj['Size']}"
+                    etags[key] = f"{etag}:{obj['Size']}"
         return dict(sorted(etags.items()))
 
     def _delete(self, key: str) -> None:
@@ -251,7 +318,32 @@ class S3Store(ObjectStore):
             raise StorageError(f"{where}: {e}") from e
 
 
-_DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+def _check_no_credentials(bucket: str, endpoint_url: str | None) -> None:
+    """Refuse a bucket or endpoint that carries a user name or password (`s3://KEY:SECRET@bucket`,
+    `http://user:pass@host`): both are echoed in every message and repr, so credentials in them would reach
+    logs and Dagster's UI. The message does not repeat them."""
+    where = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), never in a URL"
+    if "@" in bucket or ":" in bucket:
+        raise StorageError(
+            f"The S3 bucket name in the store location holds '@' or ':': credentials go in {where}."
+        )
+    if endpoint_url and "@" in endpoint_url:
+        # Not urlsplit's username/password: a secret holding '/' (AWS secrets do) ends the host part early.
+        scheme, _, rest = endpoint_url.rpartition("://")
+        shown = f"{scheme or 'http'}://***@{rest.rpartition('@')[2]}"
+        raise StorageError(
+            f"The S3 endpoint URL {shown!r} holds a user name or password: credentials go in {where}."
+        )
+
+
+_DENIED_CODES = {
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",  # a malformed AWS_SESSION_TOKEN
+}
 
 
 def _s3_client(endpoint_url: str | None) -> BaseClient:

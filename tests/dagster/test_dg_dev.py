@@ -31,6 +31,7 @@ from prodvid_core.frames import load_frames, read_manifest
 from prodvid_core.run import Settings, generate_sku
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
+from sockets import is_loopback, listening_addresses
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = {"expanded_canvas", "mask", "hero_image", "frames", "video"}
@@ -81,9 +82,9 @@ class DagsterDev(NamedTuple):
 
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
-    """`dagster dev` on 127.0.0.1 and a free port with the shipped workspace.yaml and dagster.yaml, in a
-    DAGSTER_HOME of its own, with the fast settings and a local store; answering when yielded, stopped by its
-    pid after the module's last test."""
+    """`dagster dev` on its default host (127.0.0.1) and a free port with the shipped workspace.yaml and
+    dagster.yaml, in a DAGSTER_HOME of its own, with the fast settings and a local store; answering when
+    yielded, stopped by its pid after the module's last test."""
     tmp = tmp_path_factory.mktemp("dagster-dev")
     home = tmp / "dagster_home"
     home.mkdir()
@@ -106,7 +107,7 @@ def dagster_dev(tmp_path_factory):
     # the instance's storage is created here first: created by two processes at once, it can fail
     with dg.DagsterInstance.from_config(str(home)) as instance, open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*command, "-h", "127.0.0.1", "-p", str(port)],
+            [*command, "-p", str(port)],  # no -h: the default host, as a user runs it, must be loopback
             cwd=tmp,
             env=env,
             stdout=out,
@@ -176,6 +177,14 @@ def assert_page_shows_preview(port: int, sku: str) -> None:
     assert sku in dom and BRIEF["prompt"] in dom  # the partition's metadata table
     assert '<img src="data:image/webp;base64,' in dom, dom[-3000:]
     assert "Show Markdown" not in dom
+
+
+def test_dagster_dev_listens_on_loopback_only(dagster_dev):
+    """Started as the README says (no host given), the webserver and every process below it (code server,
+    daemon) listen on loopback only: nothing is reachable from another machine unless asked for."""
+    listening = listening_addresses(dagster_dev.proc.pid)
+    assert ("127.0.0.1", dagster_dev.port) in listening
+    assert all(is_loopback(address) for address, _ in listening), listening
 
 
 def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
