@@ -239,7 +239,13 @@ def from_spec(
             )
         if not (isinstance(seconds, int | float) and 0 < seconds <= 600):
             raise InvalidBriefError(f"SKU {sku}: 'seconds' must be above 0 and at most 600, got {seconds}.")
-        num_frames = round(seconds * (fps or (10 if name == "seed" else DEFAULT_FPS))) + 1
+        rate = fps or (10 if name == "seed" else DEFAULT_FPS)
+        num_frames = round(seconds * rate) + 1
+        if num_frames > MAX_FRAMES:
+            raise InvalidBriefError(
+                f"SKU {sku}: brief field 'seconds' gives {num_frames} frames at {rate} fps; at most "
+                f"{MAX_FRAMES} are allowed."
+            )
     kwargs: dict = {k: v for k, v in (("num_frames", num_frames), ("fps", fps)) if v is not None}
     try:
         path = _build(name, spec, kwargs, (width, height))

@@ -225,11 +225,11 @@ def photo_warnings(photo: bytes, placed: Canvas, *, sku: str) -> list[str]:
     left, top, right, bottom = placed.placement.canvas_box
     product_w, product_h = right - left, bottom - top
     if min(product_w, product_h) < MIN_PRODUCT_PX:
+        aspect = max(width, height) / min(width, height)
         why = (
-            f"the photo is only {width}x{height} px (upload the full-size photo)"
-            if min(width, height) < 2 * MIN_PRODUCT_PX
-            else f"the photo is {width}x{height} px, {max(width, height) / min(width, height):.0f}:1 "
-            "(crop it closer to the product)"
+            f"the photo is {width}x{height} px, {aspect:.0f}:1 (crop it closer to the product)"
+            if aspect >= 10
+            else f"the photo is only {width}x{height} px (upload the full-size photo)"
         )
         canvas_w, canvas_h = placed.image.size
         out.append(

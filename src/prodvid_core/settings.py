@@ -64,15 +64,15 @@ class Settings:
             "anchor": (self.anchor in formats.ANCHORS, f"one of {', '.join(formats.ANCHORS)}"),
             "fill": (_valid(formats.check_fill, self.fill), "in (0, 1]"),
             "margin": (_valid(formats.check_margin, self.margin), f"in [0, {formats.MAX_MARGIN}]"),
-            "steps": (_int_in(self.steps, 1, 1000), "a whole number, 1 to 1000"),
-            "guidance": (_number_in(self.guidance, 0, 100), "a number, 0 to 100"),
-            "lookahead": (_int_in(self.lookahead, 0, 8192), "a whole number, 0 to 8192 (model pixels)"),
-            "max_window": (_int_in(self.max_window, 64, 8192), "a whole number, 64 to 8192 (model pixels)"),
+            "steps": _within(self.steps, 1, 1000),
+            "guidance": _within(self.guidance, 0, 100, whole=False),
+            "lookahead": _within(self.lookahead, 0, 8192, " (model pixels)"),
+            "max_window": _within(self.max_window, 64, 8192, " (model pixels)"),
             "model_size": (
                 self.model_size is None or _int_in(self.model_size, 64, 4096) and self.model_size % 8 == 0,
-                "unset (the checkpoint's own) or a multiple of 8, 64 to 4096",
+                "unset (the checkpoint's own) or a multiple of 8 from 64 to 4096",
             ),
-            "batch_size": (_int_in(self.batch_size, 1, 256), "a whole number, 1 to 256"),
+            "batch_size": _within(self.batch_size, 1, 256),
             "device": (
                 isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None,
                 "auto, cpu, cuda or cuda:<index>",
@@ -142,9 +142,15 @@ def _int_in(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _number_in(value, low: float, high: float) -> bool:
-    """Whether `value` is a finite number (not a bool) from `low` to `high` (NaN is not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+def _within(value, low: int, high: int, unit: str = "", *, whole: bool = True) -> tuple[bool, str]:
+    """Whether `value` is a number (whole with `whole`) from `low` to `high`, and what was wanted, said
+    for the side it missed: "1 or more", "at most 1000"."""
+    kinds = int if whole else int | float
+    if not isinstance(value, kinds) or isinstance(value, bool) or value != value:  # NaN != NaN
+        return False, f"a {'whole number' if whole else 'number'} from {low} to {high}{unit}"
+    if value < low:
+        return False, f"{low} or more{unit}"
+    return value <= high, f"at most {high}{unit}"
 
 
 def _name(value) -> bool:
