@@ -82,6 +82,12 @@ CASES: dict[str, tuple[dict, dict, dict, str]] = {
     "camera wrong type": ({"--camera": '{"path": "pan", "distance": "far"}'}, {}, {}, "wrong type"),
     "camera one point": ({"--camera": '{"path": "polyline", "points": [[0, 0]]}'}, {}, {}, "two points"),
     "camera half pixels": ({"--camera": '{"path": "shifts", "shifts": [[1.5, 0]]}'}, {}, {}, "whole pixels"),
+    "plan too large": (
+        {"--model-size": "64", "--camera": '{"path": "pan", "distance": [-0.75, 0]}'},
+        {},
+        {"PRODVID_MAX_WINDOW": "8192"},
+        "lower `max_window` (8192), raise `model_size` (64)",
+    ),
     # briefs
     "brief is an array": ({"--brief": "{in}/b.json", "--prompt": None}, {"b.json": b"[1, 2]"}, {}, "array"),
     "brief 5 MB": (

@@ -18,13 +18,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from prodvid_core import camera, canvas, mask, models
+from prodvid_core import camera, canvas, mask, models, plan
 from prodvid_core.brief import Brief, prompt_warnings
 from prodvid_core.canvas import Canvas
 from prodvid_core.errors import StorageError, validate_sku
 from prodvid_core.settings import Settings, framing
 
 __all__ = ["Checked", "check_sku", "check_settings", "check_store", "make_canvas"]
+
+
+# The presets' native sides; a real checkpoint's is known only once loaded, so 512 (SD's, the smallest of the
+# real ones) stands in for it: the plan's size is checked for the largest it can be.
+_NATIVE = {models.TINY_PRESET: 256, models.TINY_XL_PRESET: 512}
 
 
 @dataclass
@@ -54,6 +59,15 @@ def check_sku(sku: str, photo: bytes, brief: Brief, settings: Settings) -> Check
     validate_sku(sku)
     placed = framing(brief, settings)
     path = brief.camera_path(sku, placed.size)
+    native = settings.model_size or _NATIVE.get(settings.frames_model, 512)
+    plan.check_extent(
+        path,
+        placed.size,
+        native=native,
+        lookahead=settings.lookahead,
+        max_window=settings.max_window,
+        sku=sku,
+    )
     expanded, product = make_canvas(photo, sku=sku, brief=brief, settings=settings)
     notes = prompt_warnings(brief, sku=sku) + canvas.photo_warnings(photo, expanded, sku=sku)
     return Checked(sku, expanded, product, path, notes)

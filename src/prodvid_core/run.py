@@ -215,9 +215,7 @@ def generate_many(
     """
     # 1. Check the whole request before anything is stored or any model loaded: SKU ids, camera paths at
     #    each SKU's format, photos (their canvases are made here), then the models and the device
-    checked = {
-        sku: request.check_sku(sku, photo, brief, settings) for sku, (photo, brief) in inputs.items()
-    }
+    checked = {sku: request.check_sku(sku, photo, brief, settings) for sku, (photo, brief) in inputs.items()}
     request.check_settings(settings)
     canvases = {sku: (c.canvas, c.mask) for sku, c in checked.items()}
 
