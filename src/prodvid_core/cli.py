@@ -174,7 +174,7 @@ def _camera(value: str, sku: str) -> dict:
         return {"path": value.strip()}
     try:
         spec = json.loads(value)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise InvalidBriefError(
             f"SKU {sku}: --camera is neither a path name ({', '.join(camera.PATHS)}) nor a JSON object: {e}."
         ) from None
@@ -186,14 +186,15 @@ def _camera(value: str, sku: str) -> dict:
 
 
 def _read(path: Path, flag: str, sku: str, limit: int) -> bytes:
-    """A file named by a flag, refused before reading when it is larger than `limit`."""
+    """A file named by a flag, read no further than `limit` bytes (a device or a huge file is refused)."""
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise InvalidInputError(f"SKU {sku}: {flag} {path} is {size} bytes; at most {limit} are read.")
-        return path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
         raise InvalidInputError(f"SKU {sku}: cannot read {flag} {path}: {e.strerror or e}.") from None
+    if len(data) > limit:
+        raise InvalidInputError(f"SKU {sku}: {flag} {path} is over {limit} bytes; at most {limit} are read.")
+    return data
 
 
 def _warn(lines: list[str]) -> None:
