@@ -361,14 +361,17 @@ def test_inbox_format_flags_are_the_defaults_of_briefs_that_leave_them_out(tmp_p
     assert json.loads((store / "video" / "PLAIN-1.json").read_text())["size"] == [192, 320]
 
 
-def test_inbox_bad_photo_stops_before_anything_is_painted(tmp_path):
+def test_inbox_bad_photo_is_reported_and_the_other_skus_are_made(tmp_path):
     store = tmp_path / "store"
-    _drop(store / "inbox", "CUP-1", {"prompt": "a cup"})
+    _drop(store / "inbox", "CUP-1", {"prompt": "a cup", "num_frames": 3})
     _drop(store / "inbox", "CUP-2", {"prompt": "a cup"})
     (store / "inbox" / "CUP-2.png").write_bytes(b"this is not an image")
-    out = prodvid("inbox", "--store", str(store), "--preset", "tiny", "--size", "256", check=False)
+    out = prodvid(
+        "inbox", "--store", str(store), "--preset", "tiny", "--size", "256", "--steps", "1", check=False
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "prodvid: error: SKU CUP-2" in out.stderr
+    assert "1 SKUs made. 1 refused" in out.stdout
+    assert (store / "video" / "CUP-1.mp4").exists() and not (store / "hero_image" / "CUP-2.png").exists()
     missing = prodvid("inbox", "--store", str(store), "--preset", "tiny", "--sku", "NOPE-1", check=False)
     assert missing.returncode == 2 and "prodvid: error: SKU NOPE-1: not ready in the inbox" in missing.stderr
-    assert not (store / "hero_image").exists() and not (store / "frames").exists()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from prodvid_core import cli, models, presets
+from prodvid_core.errors import SettingsError
 from prodvid_core.run import Settings
 
 PROMPT = "a bottle on a wooden table"
@@ -215,7 +216,7 @@ def test_settings_take_either_preset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRODVID_PRESET", "tiny-xl")
     assert Settings.from_env().frames_model == "tiny-xl"
     assert Settings.from_env("tiny").hero_model == "tiny"  # the flag wins over the env var
-    with pytest.raises(ValueError, match=r"`preset` has to be one of 'tiny', 'tiny-xl' but is 'sdxl'"):
+    with pytest.raises(SettingsError, match=r"`preset` has to be one of 'tiny', 'tiny-xl' but is 'sdxl'"):
         Settings().with_preset("sdxl")
 
 

@@ -8,18 +8,39 @@ first being the hero image). `format`, `anchor`, `fill` and `margin` say the out
 product sits (`formats`); left out, they come from the run's settings. Anything unknown, ill-typed or out of
 range is an error naming the SKU and the field: a typo such as `"promt"` must not silently produce a video of
 the wrong scene for thousands of SKUs.
+
+Limits, so that a mistake is answered at once: a brief file holds at most `MAX_BRIEF_BYTES` (64 KiB) of
+UTF-8 JSON (a byte-order mark, as some Windows editors write, is allowed), a prompt at most
+`MAX_PROMPT_CHARS`, and every number is finite (`1e400`, `NaN` and `Infinity` are refused, naming the
+field). A prompt longer than the text encoder reads (77 CLIP tokens, 75 of them words) is a warning
+(`prompt_warnings`), not an error: the model ignores the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 
 from prodvid_core import camera, formats
 from prodvid_core.errors import InvalidBriefError, validate_sku
 
-__all__ = ["Brief", "decode_brief", "parse_brief"]
+__all__ = [
+    "Brief",
+    "decode_brief",
+    "parse_brief",
+    "prompt_warnings",
+    "MAX_BRIEF_BYTES",
+    "MAX_PROMPT_CHARS",
+    "TEXT_TOKENS",
+]
+
+MAX_BRIEF_BYTES = 64 * 1024  # a real brief is a few hundred bytes; this leaves room for long polylines
+MAX_PROMPT_CHARS = 2000  # far past what any text encoder reads (TEXT_TOKENS), short enough for a manifest
+TEXT_TOKENS = 75  # CLIP reads 77 tokens, the first and last being its start and end markers
+MAX_SEED = 2**63 - 1  # what Dagster config, JSON readers and databases keep exactly
 
 _NUMBER = (int, float)
 _TYPES: dict[str, type | tuple[type, ...]] = {
@@ -82,14 +103,81 @@ class Brief:
 
 
 def decode_brief(data: bytes | str, *, sku: str, what: str = "the brief") -> dict:
-    """The JSON object of a brief, not yet validated; `what` names it in errors (e.g. `inbox/<SKU>.json`)."""
+    """The JSON object of a brief, not yet validated; `what` names it in errors (e.g. `inbox/<SKU>.json`).
+
+    The size is checked before anything is parsed, and bytes are UTF-8 with or without a byte-order mark.
+    """
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if size > MAX_BRIEF_BYTES:
+        raise InvalidBriefError(
+            f"SKU {sku}: {what} is {size} bytes; a brief may hold at most {MAX_BRIEF_BYTES} bytes "
+            f"({MAX_BRIEF_BYTES // 1024} KiB)."
+        )
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise InvalidBriefError(
+                f"SKU {sku}: {what} is not UTF-8 text ({e.reason} at byte {e.start})."
+            ) from None
     try:
-        decoded = json.loads(data)
-    except ValueError as e:
-        raise InvalidBriefError(f"SKU {sku}: {what} is not valid JSON ({e}).") from None
+        decoded = json.loads(data.removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as e:
+        raise InvalidBriefError(f"SKU {sku}: {what} is not valid JSON ({_first_line(e)}).") from None
     if not isinstance(decoded, dict):
-        raise InvalidBriefError(f"SKU {sku}: {what} must be a JSON object, got {type(decoded).__name__}.")
+        raise InvalidBriefError(
+            f"SKU {sku}: {what} must be a JSON object {{...}}, got {_json_kind(decoded)}."
+        )
     return decoded
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:200]
+
+
+def _json_kind(value) -> str:
+    """What a JSON value is, in JSON's words (an array, not a list)."""
+    names = {list: "an array", str: "a string", bool: "true/false", type(None): "null", dict: "an object"}
+    return names.get(type(value), "a number")
+
+
+def _non_finite(value, where: str) -> tuple[str, float] | None:
+    """The first number under `value` that is not finite (1e400, NaN, Infinity), with its path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    children = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    for key, child in children:
+        found = _non_finite(child, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+        if found:
+            return found
+    return None
+
+
+# CLIP's pre-tokenizer splits text into words, single digits and runs of punctuation; each piece is at
+# least one BPE token, so counting them gives a lower bound of the tokens without loading a tokenizer.
+_PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_+", re.IGNORECASE)
+
+
+def estimate_tokens(text: str) -> int:
+    """A lower bound of the CLIP tokens of `text` (pieces of CLIP's pre-tokenizer; a rare word is more
+    tokens). Cheap: loading a tokenizer would need transformers, seconds before a request is checked."""
+    return len(_PIECES.findall(text.lower()))
+
+
+def prompt_warnings(brief: Brief, *, sku: str) -> list[str]:
+    """Warnings for prompts longer than the text encoder reads: it ignores what comes after."""
+    out = []
+    for name in ("prompt", "negative_prompt"):
+        tokens = estimate_tokens(getattr(brief, name))
+        if tokens > TEXT_TOKENS:
+            out.append(
+                f"SKU {sku}: brief field {name!r} is at least {tokens} tokens; the text encoder reads "
+                f"{TEXT_TOKENS} (77 with its start and end markers) and ignores the rest."
+            )
+    return out
 
 
 def parse_brief(data: bytes | str | dict, *, sku: str, require_prompt: bool = True) -> Brief:
@@ -99,7 +187,15 @@ def parse_brief(data: bytes | str | dict, *, sku: str, require_prompt: bool = Tr
     if isinstance(data, bytes | str):
         data = decode_brief(data, sku=sku)
     if not isinstance(data, dict):
-        raise InvalidBriefError(f"SKU {sku}: the brief must be a JSON object, got {type(data).__name__}.")
+        raise InvalidBriefError(
+            f"SKU {sku}: the brief must be a JSON object {{...}}, got {_json_kind(data)}."
+        )
+    bad_number = _non_finite(data, "brief")
+    if bad_number:
+        raise InvalidBriefError(
+            f"SKU {sku}: {bad_number[0].removeprefix('brief.')} must be a finite number, got {bad_number[1]} "
+            "(1e400 overflows to infinity; NaN and Infinity are not JSON numbers)."
+        )
     for key, value in data.items():
         expected = _TYPES.get(key)
         if expected is None:
@@ -113,8 +209,14 @@ def parse_brief(data: bytes | str | dict, *, sku: str, require_prompt: bool = Tr
             )
     if require_prompt and not data.get("prompt", "").strip():
         raise InvalidBriefError(f"SKU {sku}: the brief needs a non-empty 'prompt'.")
-    if data.get("seed", 0) < 0:
-        raise InvalidBriefError(f"SKU {sku}: brief field 'seed' must be 0 or more, got {data['seed']}.")
+    for key in ("prompt", "negative_prompt"):
+        if len(data.get(key, "")) > MAX_PROMPT_CHARS:
+            raise InvalidBriefError(
+                f"SKU {sku}: brief field {key!r} is {len(data[key])} characters; at most {MAX_PROMPT_CHARS} "
+                f"are allowed (the text encoder reads about {TEXT_TOKENS} words)."
+            )
+    if not 0 <= data.get("seed", 0) <= MAX_SEED:
+        raise InvalidBriefError(f"SKU {sku}: brief field 'seed' must be 0 to {MAX_SEED}, got {data['seed']}.")
     for key, low, high in (("num_frames", 1, 2000), ("fps", 1, 60)):
         if key in data and not low <= data[key] <= high:
             raise InvalidBriefError(f"SKU {sku}: brief field {key!r} must be {low}-{high}, got {data[key]}.")

@@ -16,6 +16,11 @@ Paths look the same in every output format. `from_spec` builds a path for a fram
 - the built-in paths (`drift`, `seed`, and the defaults of `pan` and `arc`) were designed on a 512x512
   frame and are scaled to the frame per axis (positions scaled, then rounded cumulatively); at 512x512
   they are exactly what they always were.
+
+Bounds, derived from the frame: every number of a spec is finite; no frame moves more than one frame side
+(`MAX_STEP`: a bigger jump is a cut, not a camera move); and the world the frames show is at most
+`MAX_WORLD` frame sides across in each direction. The world canvas and the plan's painted mask are that
+big, so this is what keeps a mistyped distance (`1e9`) from allocating tens of gigabytes.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ __all__ = [
     "from_positions",
     "from_shifts",
     "from_spec",
+    "check_bounds",
+    "MAX_FRAMES",
+    "MAX_STEP",
+    "MAX_WORLD",
 ]
 
 Shift = tuple[int, int]
@@ -47,6 +56,10 @@ Size = tuple[int, int]
 DEFAULT_CAMERA: dict = {"path": "drift"}
 DESIGN_SIZE: Size = (512, 512)  # the frame the built-in paths were designed on
 DEFAULT_FPS = 24
+MAX_FRAMES = 2000  # frames in a video, counting the hero image
+MAX_FPS = 60
+MAX_STEP = 1  # frame sides a single frame may move, per axis
+MAX_WORLD = 4  # frame sides the world (every frame's window together) may span, per axis
 
 
 @dataclass(frozen=True)
@@ -207,23 +220,88 @@ def from_spec(
             )
         if not isinstance(value, expected) or isinstance(value, bool) and expected is not bool:
             raise InvalidBriefError(f"SKU {sku}: camera.{key} has the wrong type ({type(value).__name__}).")
+        bad = _non_finite(value)
+        if bad is not None:
+            raise InvalidBriefError(
+                f"SKU {sku}: camera.{key} must hold finite numbers, got {bad} "
+                "(1e400 overflows to infinity; NaN and Infinity are not numbers)."
+            )
+    for key, value, high in (("num_frames", num_frames, MAX_FRAMES), ("fps", fps, MAX_FPS)):
+        if value is not None and not (
+            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+        ):
+            raise InvalidBriefError(f"SKU {sku}: {key!r} must be a whole number, 1 to {high}, got {value!r}.")
     if seconds is not None:
         if num_frames is not None:
             raise InvalidBriefError(
                 f"SKU {sku}: give the video's length as 'seconds' or as 'num_frames', not both "
                 f"(got {seconds} s and {num_frames} frames)."
             )
-        if not 0 < seconds <= 600:
+        if not (isinstance(seconds, int | float) and 0 < seconds <= 600):
             raise InvalidBriefError(f"SKU {sku}: 'seconds' must be above 0 and at most 600, got {seconds}.")
-        num_frames = round(seconds * (fps or (10 if name == "seed" else DEFAULT_FPS))) + 1
+        rate = fps or (10 if name == "seed" else DEFAULT_FPS)
+        num_frames = round(seconds * rate) + 1
+        if num_frames > MAX_FRAMES:
+            raise InvalidBriefError(
+                f"SKU {sku}: brief field 'seconds' gives {num_frames} frames at {rate} fps; at most "
+                f"{MAX_FRAMES} are allowed."
+            )
     kwargs: dict = {k: v for k, v in (("num_frames", num_frames), ("fps", fps)) if v is not None}
     try:
         path = _build(name, spec, kwargs, (width, height))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise InvalidBriefError(f"SKU {sku}: camera {name!r} is ill-formed: {e}") from None
     if fps is not None and path.fps != fps:
         path = CameraPath(shifts=path.shifts, fps=fps)
+    if path.num_frames > MAX_FRAMES:
+        raise InvalidBriefError(
+            f"SKU {sku}: the camera path gives {path.num_frames} frames; at most {MAX_FRAMES} are allowed."
+        )
+    check_bounds(path, frame_size, sku=sku, field=_MAIN_FIELD[name])
     return path
+
+
+# The spec field a path's size comes from, named when the path is out of bounds.
+_MAIN_FIELD = {
+    "drift": "path", "seed": "path", "pan": "distance", "polyline": "points", "arc": "radius",
+    "shifts": "shifts",
+}  # fmt: skip
+
+
+def check_bounds(path: CameraPath, frame_size: Size, *, sku: str, field: str = "path") -> None:
+    """Refuse a path that jumps more than `MAX_STEP` frame sides in one frame, or whose frames together span
+    more than `MAX_WORLD` frame sides in a direction: the world canvas and the plan's mask are that big."""
+    width, height = frame_size
+    axes = (("x", width, 0, "widths"), ("y", height, 1, "heights"))
+    for axis, side, index, sides in axes:
+        positions = [o[index] for o in path.offsets()]
+        span = max(positions) - min(positions) + side
+        if span > MAX_WORLD * side:
+            raise InvalidBriefError(
+                f"SKU {sku}: camera.{field} makes the frames span {span} px along {axis}; at most "
+                f"{MAX_WORLD * side} px ({MAX_WORLD} frame {sides}) are allowed at {width}x{height} "
+                "(a distance above 1 is pixels, up to 1 a fraction of the frame)."
+            )
+    for axis, side, index, sides in axes:
+        step = max((abs(s[index]) for s in path.shifts), default=0)
+        if step > MAX_STEP * side:
+            raise InvalidBriefError(
+                f"SKU {sku}: camera.{field} moves the content {step} px along {axis} in one frame; at most "
+                f"{MAX_STEP * side} px (one frame's {sides[:-1]}) is allowed at {width}x{height}: give a "
+                "shorter move or more frames."
+            )
+
+
+def _non_finite(value) -> float | None:
+    """The first number in `value` (a number, or lists of them) that is not finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    if isinstance(value, list | tuple):
+        for item in value:
+            bad = _non_finite(item)
+            if bad is not None:
+                return bad
+    return None
 
 
 def _pairs(value: list, field: str) -> list[tuple[float, float]]:

@@ -34,10 +34,21 @@ from prodvid_core.errors import InvalidInputError, validate_sku
 from prodvid_core.formats import ANCHORS, DEFAULT_FORMAT, PRESETS, check_anchor, check_fill, check_margin
 from prodvid_core.mask import foreground
 
-__all__ = ["MAX_PIXELS", "MIN_SIDE", "ANCHORS", "Placement", "Canvas", "load_photo", "expand"]
+__all__ = [
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "MIN_PRODUCT_PX",
+    "ANCHORS",
+    "Placement",
+    "Canvas",
+    "load_photo",
+    "expand",
+    "photo_warnings",
+]
 
 MAX_PIXELS = 64 * 1024 * 1024  # 8192 x 8192; bigger declared sizes are refused before decoding
 MIN_SIDE = 16
+MIN_PRODUCT_PX = 32  # a placed product smaller than this on a side is barely visible: a warning
 _FORMATS = ("PNG", "JPEG", "WEBP")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 _WHITE = (255, 255, 255)
@@ -203,6 +214,31 @@ def expand(
     return Canvas(image=image, placement=placement, source_sha256=hashlib.sha256(photo).hexdigest())
 
 
+def photo_warnings(photo: bytes, placed: Canvas, *, sku: str) -> list[str]:
+    """What is allowed but likely a mistake: an animated photo (its first frame is used), a product placed
+    under `MIN_PRODUCT_PX` on a side (a tiny photo, or an extreme aspect such as 20000x20)."""
+    out = []
+    with Image.open(io.BytesIO(photo), formats=_FORMATS) as image:  # the header only; decoded before
+        frames, kind, (width, height) = getattr(image, "n_frames", 1), image.format, image.size
+    if frames > 1:
+        out.append(f"SKU {sku}: the photo is an animated {kind} of {frames} frames; only the first is used.")
+    left, top, right, bottom = placed.placement.canvas_box
+    product_w, product_h = right - left, bottom - top
+    if min(product_w, product_h) < MIN_PRODUCT_PX:
+        aspect = max(width, height) / min(width, height)
+        why = (
+            f"the photo is {width}x{height} px, {aspect:.0f}:1 (crop it closer to the product)"
+            if aspect >= 10
+            else f"the photo is only {width}x{height} px (upload the full-size photo)"
+        )
+        canvas_w, canvas_h = placed.image.size
+        out.append(
+            f"SKU {sku}: the product is placed at {product_w}x{product_h} px on the {canvas_w}x{canvas_h} "
+            f"canvas, under {MIN_PRODUCT_PX} px on a side: {why}."
+        )
+    return out
+
+
 def _decode(data: bytes, *, sku: str, max_pixels: int) -> Image.Image:
     """Open, size-check and fully decode; every failure becomes an `InvalidInputError`."""
     try:
@@ -214,6 +250,12 @@ def _decode(data: bytes, *, sku: str, max_pixels: int) -> Image.Image:
             f"SKU {sku}: the photo declares an absurd size ({exc}); upload a normal photo."
         ) from exc
     except UnidentifiedImageError as exc:
+        kind = _sniff(data)
+        if kind:  # the right signature, but PIL could not read on (a bad chunk checksum, a broken header)
+            raise InvalidInputError(
+                f"SKU {sku}: the {kind} photo is damaged or corrupt: its header cannot be decoded "
+                f"({len(data)} bytes); re-export it or upload it again."
+            ) from exc
         raise InvalidInputError(
             f"SKU {sku}: the photo is not a PNG, JPEG or WebP image ({len(data)} bytes); upload one of those."
         ) from exc
@@ -227,6 +269,17 @@ def _decode(data: bytes, *, sku: str, max_pixels: int) -> Image.Image:
             f"SKU {sku}: the {image.format} photo is truncated or corrupt ({exc}); upload it again."
         ) from exc
     return image
+
+
+def _sniff(data: bytes) -> str | None:
+    """The format a file's signature claims (PNG, JPEG, WebP), whatever the rest holds."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
 
 
 def _check_size(size: tuple[int, int], *, sku: str, max_pixels: int) -> None:

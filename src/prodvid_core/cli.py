@@ -11,6 +11,10 @@ Settings come from flags, then `PRODVID_*` env vars, then defaults. For `generat
 also has (`--prompt`, `--format`, `--seconds`, ...) set the brief's fields, so they win over `--brief`; for
 `inbox`, `--format`, `--anchor`, `--fill` and `--margin` are the defaults of the SKUs whose briefs leave them
 out. A user mistake exits with status 2 and one line naming the problem; only a bug prints a traceback.
+
+The whole request (SKU, brief, camera path, photo, settings, models, device, store) is checked
+(`request`) before torch, diffusers or transformers are imported, so a mistake is answered in a fraction
+of a second and nothing is written. What is allowed but likely a mistake is a `prodvid: warning:` line.
 """
 
 from __future__ import annotations
@@ -22,23 +26,25 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from tqdm import tqdm
-
-from prodvid_core import __version__, camera, formats, inbox, layout, models, presets, sample
-from prodvid_core.brief import parse_brief
-from prodvid_core.errors import ProdvidError, validate_sku
-from prodvid_core.frames import OnFrame
-from prodvid_core.inpaint import batches
-from prodvid_core.manifest import read_manifest
-from prodvid_core.render import export_frames
-from prodvid_core.run import Settings, SkuResult, framing, generate_many, generate_sku
-from prodvid_core.storage import open_store
+from prodvid_core import __version__, camera, formats, layout, models, request
+from prodvid_core.brief import MAX_BRIEF_BYTES, decode_brief, parse_brief
+from prodvid_core.errors import InvalidBriefError, InvalidInputError, ProdvidError, validate_sku
+from prodvid_core.settings import Settings, framing
 
 __all__ = ["main"]
 
+MAX_PHOTO_BYTES = 256 * 1024 * 1024  # read no further: a photo within canvas.MAX_PIXELS is far smaller
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the mistake and where to look, not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"prodvid: error: {message} (see {self.prog} --help)\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prodvid", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="prodvid", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"prodvid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -139,14 +145,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _brief(args: argparse.Namespace):
     data: dict = {}
     if args.brief:
-        try:
-            data = json.loads(args.brief.read_text())
-        except (OSError, ValueError) as e:
-            raise ProdvidError(f"SKU {args.sku}: cannot read brief {args.brief}: {e}") from None
-    if args.camera:
-        data["camera"] = (
-            json.loads(args.camera) if args.camera.lstrip().startswith("{") else {"path": args.camera}
+        data = decode_brief(
+            _read(args.brief, "--brief", args.sku, MAX_BRIEF_BYTES),
+            sku=args.sku,
+            what=f"--brief {args.brief}",
         )
+    if args.camera:
+        data["camera"] = _camera(args.camera, args.sku)
     for one, other in (("format", "size"), ("num_frames", "seconds")):
         if getattr(args, one) is not None and getattr(args, other) is not None:
             raise ProdvidError(f"SKU {args.sku}: give --{one.replace('_', '-')} or --{other}, not both.")
@@ -163,19 +168,58 @@ def _brief(args: argparse.Namespace):
     return parse_brief(data, sku=args.sku)
 
 
+def _camera(value: str, sku: str) -> dict:
+    """`--camera`: a path name, or a JSON object as in a brief's `camera` field."""
+    if not value.lstrip().startswith(("{", "[")):
+        return {"path": value.strip()}
+    try:
+        spec = json.loads(value)
+    except (ValueError, RecursionError) as e:
+        raise InvalidBriefError(
+            f"SKU {sku}: --camera is neither a path name ({', '.join(camera.PATHS)}) nor a JSON object: {e}."
+        ) from None
+    if not isinstance(spec, dict):
+        raise InvalidBriefError(
+            f"SKU {sku}: --camera must be a path name or a JSON object {{...}}, got an array."
+        )
+    return spec
+
+
+def _read(path: Path, flag: str, sku: str, limit: int) -> bytes:
+    """A file named by a flag, read no further than `limit` bytes (a device or a huge file is refused)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise InvalidInputError(f"SKU {sku}: cannot read {flag} {path}: {e.strerror or e}.") from None
+    if len(data) > limit:
+        raise InvalidInputError(f"SKU {sku}: {flag} {path} is over {limit} bytes; at most {limit} are read.")
+    return data
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"prodvid: warning: {line}", file=sys.stderr)
+
+
 def _generate(args: argparse.Namespace) -> int:
+    # 1. Check the whole request: nothing is written and no heavy library imported before it passes
     validate_sku(args.sku)
     brief = _brief(args)
-    try:
-        photo = args.image.read_bytes()
-    except OSError as e:
-        raise ProdvidError(f"SKU {args.sku}: cannot read --image {args.image}: {e.strerror}.") from None
+    photo = _read(args.image, "--image", args.sku, MAX_PHOTO_BYTES)
     settings = _settings(args)
+    request.check_store(args.store)
+    checked = request.check_sku(args.sku, photo, brief, settings)
+    request.check_settings(settings)
+    _warn(checked.warnings)
+
+    # 2. Make and store everything
+    from prodvid_core.run import generate_sku
+    from prodvid_core.storage import open_store
+
+    _quiet_libraries()
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
-    frame_size = framing(brief, settings).size
-    bar, reused, on_frame = _progress(
-        brief.camera_path(args.sku, frame_size).num_frames, f"{args.sku} frames"
-    )
+    bar, reused, on_frame = _progress(checked.path.num_frames, f"{args.sku} frames")
     try:
         result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame)
     finally:
@@ -193,7 +237,8 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(result: SkuResult, reused: int) -> str:
+def _summary(result, reused: int) -> str:
+    """One line per SKU made (`result`: a `run.SkuResult`)."""
     fs = result.frames
     calls = f"{fs.calls_made} diffusion call{'' if fs.calls_made == 1 else 's'}"
     hero_state = "reused" if result.hero_reused else "made"
@@ -205,8 +250,10 @@ def _summary(result: SkuResult, reused: int) -> str:
     )
 
 
-def _progress(total: int, desc: str) -> tuple[tqdm, dict[str, int], OnFrame]:
+def _progress(total: int, desc: str):
     """A frames progress bar, the count of reused frames per SKU, and the `on_frame` that feeds both."""
+    from tqdm import tqdm
+
     bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr)
     reused: dict[str, int] = defaultdict(int)
 
@@ -220,6 +267,11 @@ def _progress(total: int, desc: str) -> tuple[tqdm, dict[str, int], OnFrame]:
 def _frames(args: argparse.Namespace) -> int:
     """Render a SKU's frames from the store (world + manifest) and write them to a local folder."""
     validate_sku(args.sku)
+    request.check_store(args.store)
+    from prodvid_core.manifest import read_manifest
+    from prodvid_core.render import export_frames
+    from prodvid_core.storage import open_store
+
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
     manifest = read_manifest(store, args.sku)
     if manifest is None:
@@ -240,33 +292,73 @@ INBOX_CHUNK = 64
 
 
 def _inbox(args: argparse.Namespace) -> int:
+    # 1. Check what the whole run shares: settings, models, device, store
     settings = _settings(args)
+    request.check_store(args.store)
+    request.check_settings(settings)
+    from prodvid_core import inbox
+    from prodvid_core.run import generate_many
+    from prodvid_core.storage import open_store
+
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
     found = inbox.scan(store)
     for key, why in sorted(found.rejected.items()):
         print(f"prodvid: skipped {key}: {why}", file=sys.stderr)
     for sku in found.waiting:
         print(f"prodvid: SKU {sku}: waiting for its brief, {layout.inbox_brief(sku)}", file=sys.stderr)
-    entries = {sku: e for sku, e in sorted(found.ready.items()) if not args.sku or sku in args.sku}
     for sku in args.sku or []:
         if sku not in found.ready:
             raise ProdvidError(
                 f"SKU {sku}: not ready in the inbox: {store.url(layout.inbox_brief(sku))} and its photo must "
                 "both be there and valid."
             )
-    total = sum(
-        e.brief.camera_path(sku, framing(e.brief, settings).size).num_frames for sku, e in entries.items()
+    # 2. Each SKU's camera path at its format; a bad one is reported and left out, the others are made
+    entries, paths, refused = {}, {}, 0
+    for sku, entry in sorted(found.ready.items()):
+        if args.sku and sku not in args.sku:
+            continue
+        try:
+            paths[sku] = entry.brief.camera_path(sku, framing(entry.brief, settings).size)
+        except ProdvidError as e:
+            print(f"prodvid: error: {_one_line(e)}", file=sys.stderr)
+            refused += 1
+            continue
+        entries[sku] = entry
+    _quiet_libraries()
+    bar, reused, on_frame = _progress(
+        sum(p.num_frames for p in paths.values()), f"{len(entries)} SKUs, frames"
     )
-    bar, reused, on_frame = _progress(total, f"{len(entries)} SKUs, frames")
+    made = 0
     try:
-        for chunk in batches(list(entries), INBOX_CHUNK):
-            inputs = {sku: (store.read_bytes(entries[sku].photo_key), entries[sku].brief) for sku in chunk}
-            for sku, result in generate_many(store, inputs, settings, on_frame=on_frame).items():
+        skus = list(entries)
+        for start in range(0, len(skus), INBOX_CHUNK):
+            # 3. Each SKU's photo, 64 at a time before any of them is painted; then make the good ones
+            inputs = {}
+            for sku in skus[start : start + INBOX_CHUNK]:
+                photo, brief = store.read_bytes(entries[sku].photo_key), entries[sku].brief
+                try:
+                    checked = request.check_sku(sku, photo, brief, settings)
+                except ProdvidError as e:
+                    bar.write(f"prodvid: error: {_one_line(e)}", file=sys.stderr)
+                    bar.update(paths[sku].num_frames)
+                    refused += 1
+                    continue
+                for line in checked.warnings:
+                    bar.write(f"prodvid: warning: {line}", file=sys.stderr)
+                inputs[sku] = photo, brief
+            made_now = generate_many(store, inputs, settings, on_frame=on_frame) if inputs else {}
+            for sku, result in made_now.items():
                 bar.write(f"{_summary(result, reused[sku])} {store.url(layout.video_mp4(sku))}")
+                made += 1
     finally:
         bar.close()
-    print(f"{len(entries)} SKUs made.")
-    return 2 if found.rejected else 0
+    print(f"{made} SKUs made." + (f" {refused} refused (see above)." if refused else ""))
+    return 2 if found.rejected or refused else 0
+
+
+def _one_line(error: BaseException) -> str:
+    """An error message as exactly one line."""
+    return " ".join(str(error).split("\n")).strip()
 
 
 def _quiet_libraries() -> None:
@@ -283,8 +375,10 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _quiet_libraries()
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage mistake already reported in one line
+        return e.code if isinstance(e.code, int) else 2
     try:
         if args.command == "generate":
             return _generate(args)
@@ -293,20 +387,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "frames":
             return _frames(args)
         if args.command == "models":
-            print(presets.write_preset(args.models_command, args.directory))
+            from prodvid_core import presets
+
+            print(_written(lambda: presets.write_preset(args.models_command, args.directory), args.directory))
             return 0
         if args.command == "sample":
-            args.path.parent.mkdir(parents=True, exist_ok=True)
-            sample.sample_product().save(args.path)
-            print(args.path)
+            from prodvid_core import sample
+
+            def draw() -> Path:
+                args.path.parent.mkdir(parents=True, exist_ok=True)
+                sample.sample_product().save(args.path)
+                return args.path
+
+            print(_written(draw, args.path))
             return 0
     except ProdvidError as e:
-        print(f"prodvid: error: {e}", file=sys.stderr)
+        print(f"prodvid: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prodvid: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
     return 1
+
+
+def _written(write, path: Path):
+    """Run `write`; a path that cannot be written to is a user mistake, not a traceback."""
+    try:
+        return write()
+    except OSError as e:
+        raise ProdvidError(f"cannot write {path}: {e.strerror or e}.") from None
 
 
 if __name__ == "__main__":

@@ -40,12 +40,13 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from prodvid_core.errors import ModelUnavailableError, ProdvidError
 from prodvid_core.presets import PRESETS, TINY_PRESET, TINY_XL_PRESET, preset_dir
+
+if TYPE_CHECKING:  # torch is imported where it is used: checking a request must not wait for it
+    import torch
 
 __all__ = [
     "DEFAULT_HERO_MODEL",
@@ -54,7 +55,9 @@ __all__ = [
     "TINY_XL_PRESET",
     "PRESETS",
     "SCHEDULERS",
+    "DTYPES",
     "resolve_model",
+    "check_available",
     "resolve_device",
     "resolve_dtype",
     "load_inpaint_pipeline",
@@ -76,13 +79,14 @@ SCHEDULERS: dict[str, str] = {
     "unipc": "UniPCMultistepScheduler",
 }
 
-_DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float32": torch.float32,
-    "fp32": torch.float32,
+# dtype names accepted -> torch's attribute names (names, so this module imports without torch).
+DTYPES: dict[str, str] = {
+    "float16": "float16",
+    "fp16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
 }
 
 # Seconds to wait for the Hub before telling the user it cannot be reached. huggingface_hub itself retries
@@ -98,6 +102,30 @@ def resolve_model(model: str) -> str:
     return str(preset_dir(model)) if model in PRESETS else model
 
 
+def check_available(model: str) -> None:
+    """Refuse a model that cannot load, before anything is written and without loading it.
+
+    What is cheap to know: a preset is always there (written on first use); a folder has to hold
+    `model_index.json`; a Hub id has to be in the local Hugging Face cache, or else the Hub must know it
+    (one short request; refused at once under HF_HUB_OFFLINE). A checkpoint that is there but damaged is
+    still reported by `load_inpaint_pipeline`, with the same kind of message; never a fallback.
+    """
+    if model in PRESETS:
+        return
+    path = os.path.expanduser(model)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            raise _unavailable(model, f"the folder {path!r} has no model_index.json")
+        return
+    if not _is_hub_id(model):
+        raise _unavailable(model, f"there is no folder {model!r}")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+        return
+    _check_hub_reachable(model, model)
+
+
 # --- device and dtype ------------------------------------------------------------------------------------
 
 
@@ -108,6 +136,8 @@ def resolve_device(device: str = "auto") -> str:
     a hundred times slower.
     """
     if device == "auto":
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
@@ -119,6 +149,8 @@ def resolve_device(device: str = "auto") -> str:
 
 def _check_cuda(device: str) -> None:
     """Raise `ModelUnavailableError` unless `device` names a CUDA GPU this process can use."""
+    import torch
+
     if not torch.cuda.is_available():
         raise ModelUnavailableError(
             f"device {device!r} was asked for but CUDA is not available (torch {torch.__version__}, "
@@ -138,11 +170,13 @@ def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
     float16 halves GPU memory and time with no visible loss for SD-class models; CPU kernels are fastest
     and exact in float32.
     """
+    import torch
+
     if dtype is None:
         return torch.float16 if device.startswith("cuda") else torch.float32
-    if dtype not in _DTYPES:
-        raise ProdvidError(f"dtype {dtype!r} is not supported: use one of {', '.join(_DTYPES)}.")
-    return _DTYPES[dtype]
+    if dtype not in DTYPES:
+        raise ProdvidError(f"dtype {dtype!r} is not supported: use one of {', '.join(DTYPES)}.")
+    return getattr(torch, DTYPES[dtype])
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -370,6 +404,8 @@ def _prepare(pipe: Any, device: str, compile: bool) -> Any:
 
     Attention already runs through torch's scaled-dot-product kernel (diffusers' default with torch 2).
     """
+    import torch
+
     pipe.to(device)
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     if device.startswith("cuda") and getattr(pipe, "unet", None) is not None:

@@ -24,11 +24,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from prodvid_core.camera import CameraPath
+from prodvid_core.errors import SettingsError
 
-__all__ = ["Box", "Call", "Plan", "frame_box", "plan_calls", "GRID", "MIN_BAND"]
+__all__ = [
+    "Box",
+    "Call",
+    "Plan",
+    "frame_box",
+    "plan_calls",
+    "check_extent",
+    "GRID",
+    "MIN_BAND",
+    "MAX_MASK_PIXELS",
+]
 
 GRID = 8  # model pixels of one latent cell
 MIN_BAND = 64  # model pixels: a narrower band gives the model too little room for a coherent scene
+
+MAX_MASK_PIXELS = 1024**3  # the painted mask is a byte a pixel: 1 GiB at most
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), world pixels
 
@@ -197,17 +210,11 @@ def plan_calls(
         raise ValueError(f"`lookahead` has to be 0 or more but is {lookahead}.")
     if max_window < GRID:
         raise ValueError(f"`max_window` has to be at least {GRID} but is {max_window}.")
-    scale = math.sqrt(w * h) / native  # output pixels per model pixel, a frame at the native area
-    cell = _grid(w, h, round(GRID * scale)) if lookahead else 1
-    limit = max(_floor(round(max_window * scale), cell), _ceil(max(w, h), cell))
+    scale, cell, limit, extent = _extent(path, frame_size, native, lookahead, max_window)
+    check_extent(path, frame_size, native=native, lookahead=lookahead, max_window=max_window)
     geo = _Geometry(native=native, cell=cell, reach=round(lookahead * scale), limit=limit)
     offsets = path.offsets()
     boxes = [(-ox, -oy, -ox + w, -oy + h) for ox, oy in offsets]
-    frame_extent = _align(boxes[0], cell)
-    for b in boxes:
-        frame_extent = _union(frame_extent, _align(b, cell))
-    pad = _ceil(limit, cell)
-    extent = (frame_extent[0] - pad, frame_extent[1] - pad, frame_extent[2] + pad, frame_extent[3] + pad)
     painted = _Painted(extent)
     painted.paint(boxes[0])
     bounds = boxes[0]
@@ -231,6 +238,46 @@ def plan_calls(
         call_of_frame=tuple(call_of_frame),
         cell=cell,
     )
+
+
+def _extent(
+    path: CameraPath, frame_size: tuple[int, int], native: int, lookahead: int, max_window: int
+) -> tuple[float, int, int, Box]:
+    """The plan's scale, grid cell, window limit and the painted mask's extent (every frame, aligned to the
+    grid, plus a window's reach on every side)."""
+    w, h = frame_size
+    scale = math.sqrt(w * h) / native  # output pixels per model pixel, a frame at the native area
+    cell = _grid(w, h, round(GRID * scale)) if lookahead else 1
+    limit = max(_floor(round(max_window * scale), cell), _ceil(max(w, h), cell))
+    frame_extent = _align((0, 0, w, h), cell)
+    for ox, oy in path.offsets():
+        frame_extent = _union(frame_extent, _align((-ox, -oy, -ox + w, -oy + h), cell))
+    pad = _ceil(limit, cell)
+    extent = (frame_extent[0] - pad, frame_extent[1] - pad, frame_extent[2] + pad, frame_extent[3] + pad)
+    return scale, cell, limit, extent
+
+
+def check_extent(
+    path: CameraPath,
+    frame_size: tuple[int, int],
+    *,
+    native: int = 512,
+    lookahead: int = 128,
+    max_window: int = 768,
+    sku: str | None = None,
+) -> None:
+    """Refuse a plan whose painted mask would hold more than `MAX_MASK_PIXELS`: a camera path at the edge of
+    its bounds together with a large `max_window` at a small model size (`model_size`) on a large format.
+    Cheap (no mask is made), so a request is checked with it before anything is written."""
+    extent = _extent(path, frame_size, native, lookahead, max_window)[3]
+    width, height = _size(extent)
+    if width * height > MAX_MASK_PIXELS:
+        raise SettingsError(
+            f"{f'SKU {sku}: ' if sku else ''}the plan of calls for {frame_size[0]}x{frame_size[1]} frames "
+            f"would cover {width}x{height} px ({width * height // 10**6} MP, at most "
+            f"{MAX_MASK_PIXELS // 10**6} MP): lower `max_window` ({max_window}), raise `model_size` "
+            f"({native}) or shorten the camera path."
+        )
 
 
 def _grid(w: int, h: int, target: int) -> int:

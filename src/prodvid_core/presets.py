@@ -32,8 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from prodvid_core.errors import ModelUnavailableError
 
 __all__ = [
@@ -87,9 +85,11 @@ def write_tiny_model(directory: str | os.PathLike[str], *, seed: int = 0) -> Pat
     global RNG meanwhile (prodvid itself only uses explicit generators); the caller's global RNG state is
     left untouched.
     """
+    import torch
     from diffusers import StableDiffusionInpaintPipeline
 
     tokenizer = _tiny_tokenizer()
+
     with _SEED_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pipe = StableDiffusionInpaintPipeline(
@@ -118,10 +118,12 @@ def write_tiny_xl_model(directory: str | os.PathLike[str], *, seed: int = 0) -> 
     tiny tokenizer), a four-block VAE with scale factor 8, and SDXL's Euler scheduler. Seeded like
     `write_tiny_model`.
     """
+    import torch
     from diffusers import StableDiffusionXLInpaintPipeline
     from transformers import CLIPTextModelWithProjection
 
     tokenizer = _tiny_tokenizer()
+
     with _SEED_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text_encoder = _tiny_text_encoder(tokenizer)

@@ -7,19 +7,19 @@ reuses a hero image made with the same settings and every diffusion call its sto
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 from PIL import Image
 
-from prodvid_core import artifacts, canvas, formats, frames, hero, layout, mask, models, video
+from prodvid_core import artifacts, frames, hero, layout, request, video
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
-from prodvid_core.errors import SettingsError, validate_sku
 from prodvid_core.frames import FrameSet, OnFrame
 from prodvid_core.hero import HeroResult
 from prodvid_core.inpaint import batches
+from prodvid_core.request import make_canvas
+from prodvid_core.settings import Settings, framing
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
 
@@ -37,152 +37,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Settings shared by the CLI, the Python API and the Dagster resources (same names, same env vars).
-
-    `format`, `anchor`, `fill` and `margin` are the defaults of every SKU whose brief does not set them
-    (`framing`). `size` is the older way to ask for a square format: `size=N` means `format="NxN"`.
-    """
-
-    hero_model: str = models.DEFAULT_HERO_MODEL
-    frames_model: str = models.DEFAULT_FRAMES_MODEL
-    device: str = "auto"
-    dtype: str | None = None
-    scheduler: str | None = None
-    format: str = formats.DEFAULT_FORMAT
-    size: int | None = None
-    anchor: str = "bottom"
-    fill: float = 0.7
-    margin: float = 0.0
-    steps: int = 25
-    guidance: float = 7.5
-    lookahead: int = 128
-    max_window: int = 768
-    model_size: int | None = None
-    batch_size: int = 1
-    keep_frames: bool = False  # also store frames/<SKU>/00000.png …; the world and manifest are the frames
-
-    def __post_init__(self) -> None:
-        """Refuse settings that cannot work before any model is loaded or any SKU is touched."""
-        size_ok = (
-            self.size is None or formats.MIN_SIDE <= self.size <= formats.MAX_SIDE and self.size % 2 == 0
-        )
-        if size_ok and self.size is not None:
-            square = f"{self.size}x{self.size}"
-            if self.format not in (formats.DEFAULT_FORMAT, square):
-                raise SettingsError(
-                    f"`size` ({self.size}) and `format` ({self.format!r}) both set the output size; set one. "
-                    "They come from flags, Dagster config, PRODVID_SIZE or PRODVID_FORMAT."
-                )
-            object.__setattr__(self, "format", square)  # frozen; `size` is only another way to say it
-        if _valid(formats.parse_format, self.format):
-            object.__setattr__(self, "format", formats.parse_format(self.format).name)  # "Story" is "story"
-        rules = {
-            "format": (_valid(formats.parse_format, self.format), _FORMAT_WANT),
-            "size": (size_ok, f"even, {formats.MIN_SIDE} to {formats.MAX_SIDE}"),
-            "anchor": (self.anchor in formats.ANCHORS, f"one of {', '.join(formats.ANCHORS)}"),
-            "fill": (_valid(formats.check_fill, self.fill), "in (0, 1]"),
-            "margin": (_valid(formats.check_margin, self.margin), f"in [0, {formats.MAX_MARGIN}]"),
-            "steps": (self.steps >= 1, "1 or more"),
-            "guidance": (self.guidance >= 0, "0 or more"),
-            "lookahead": (self.lookahead >= 0, "0 or more"),
-            "max_window": (self.max_window >= 64, "64 or more (model pixels)"),
-            "model_size": (
-                self.model_size is None or (self.model_size >= 64 and self.model_size % 8 == 0),
-                "unset (the checkpoint's own) or a multiple of 8, 64 or more",
-            ),
-            "batch_size": (self.batch_size >= 1, "1 or more"),
-        }
-        bad = {name: want for name, (ok, want) in rules.items() if not ok}
-        if bad:
-            problems = "; ".join(
-                f"`{n}` has to be {want} but is {getattr(self, n)!r}" for n, want in bad.items()
-            )
-            env = ", ".join(f"PRODVID_{n.upper()}" for n in bad)
-            raise SettingsError(f"{problems}. It comes from a flag, Dagster config or {env}.")
-
-    @classmethod
-    def from_env(cls, preset: str | None = None, **overrides) -> Settings:
-        """Defaults, then `PRODVID_*` env vars, then `preset`, then `overrides` (CLI flags, Dagster config)
-        that are not None. `PRODVID_PRESET=tiny` picks the tiny models unless a model variable names one.
-        `format` and `size` are one setting: a flag for either replaces both env vars. The result is
-        checked once, as a whole: a flag may fix what an env var alone would not allow."""
-        values = _preset_models(os.environ["PRODVID_PRESET"]) if os.environ.get("PRODVID_PRESET") else {}
-        layers = [_env_settings(), _preset_models(preset) if preset else {}]
-        layers.append({k: v for k, v in overrides.items() if v is not None})
-        for layer in layers:
-            if "format" in layer or "size" in layer:
-                values = {k: v for k, v in values.items() if k not in ("format", "size")}
-            values.update(layer)
-        return cls(**values)
-
-    @property
-    def output(self) -> formats.Format:
-        """The default output format (a brief may choose another: `framing`)."""
-        return formats.parse_format(self.format)
-
-    def with_preset(self, preset: str) -> Settings:
-        return replace(self, **_preset_models(preset))
-
-    def model_key(self, model: str) -> str:
-        """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
-        device = models.resolve_device(self.device)
-        return f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
-
-    def load(self, model: str):
-        return models.load_inpaint_pipeline(
-            model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
-        )
-
-
-_FORMAT_WANT = f"one of {', '.join(formats.PRESETS)} or WxH with even sides (e.g. 1080x1350)"
-
-
-def _valid(check, value) -> bool:
-    """Whether `check(value)` accepts `value` (the `formats` checks raise ValueError)."""
-    try:
-        check(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _preset_models(preset: str) -> dict[str, str]:
-    if preset not in models.PRESETS:
-        choices = ", ".join(map(repr, models.PRESETS))
-        raise ValueError(f"`preset` has to be one of {choices} but is {preset!r}.")
-    return {"hero_model": preset, "frames_model": preset}
-
-
-_KINDS = {"int": "number (int)", "float": "number (float)", "bool": "boolean (1/0, true/false)"}
-
-
-def _env_settings() -> dict:
-    """The `PRODVID_<FIELD>` env vars that are set, converted to each field's type."""
-    values = {}
-    for f in fields(Settings):
-        raw = os.environ.get(f"PRODVID_{f.name.upper()}")
-        if not raw:
-            continue
-        kind = str(f.type).removesuffix(" | None")
-        try:
-            values[f.name] = {"int": int, "float": float, "bool": _bool}.get(kind, str)(raw)
-        except ValueError:
-            raise SettingsError(
-                f"PRODVID_{f.name.upper()} must be a {_KINDS.get(kind, kind)} but is {raw!r}."
-            ) from None
-    return values
-
-
-def _bool(raw: str) -> bool:
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
-
-
 @dataclass
 class SkuResult:
     """What `generate_sku` made, and where it stored it."""
@@ -195,29 +49,6 @@ class SkuResult:
     hero_reused: bool
     video_reused: bool = False
     keys: list[str] = field(default_factory=list)
-
-
-def framing(brief: Brief | None, settings: Settings) -> formats.Framing:
-    """A SKU's output format and placement: each of `format`, `anchor`, `fill`, `margin` from its brief
-    where the brief sets it, else from the settings (flags and run config reach a SKU through its brief:
-    `generate --format`, Dagster's `CanvasConfig`). Without a brief, the settings' own."""
-
-    def pick(name: str):
-        value = getattr(brief, name, None)
-        return getattr(settings, name) if value is None else value
-
-    return formats.Framing(
-        formats.parse_format(pick("format")), anchor=pick("anchor"), fill=pick("fill"), margin=pick("margin")
-    )
-
-
-def make_canvas(photo: bytes, *, sku: str, brief: Brief, settings: Settings) -> tuple[Canvas, Image.Image]:
-    """The canvas of the SKU's format with its product placed as `framing` says, and its product mask."""
-    placed = framing(brief, settings)
-    expanded = canvas.expand(
-        photo, sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin, anchor=placed.anchor
-    )
-    return expanded, mask.segment(expanded.image, sku=sku)
 
 
 def make_heroes(
@@ -371,24 +202,22 @@ def generate_many(
 ) -> dict[str, SkuResult]:
     """Make and store everything for many SKUs (photo bytes and brief each), each model loaded once.
 
-    With `settings.batch_size` above 1 the SKUs share diffusion calls (README, "Many SKUs at once"). Every
-    SKU id, brief and photo is checked before anything is stored or painted, so one bad input stops the
-    run with its SKU named and nothing made. Each step stores its results before the next starts.
+    With `settings.batch_size` above 1 the SKUs share diffusion calls (README, "Many SKUs at once"). The
+    whole request (every SKU id, camera path and photo, the models, the device: `request`) is checked
+    before anything is stored or painted, so one bad input stops the run with its SKU named and nothing
+    made or changed; `prodvid inbox` checks each SKU first and leaves the bad ones out.
+    Each step stores its results before the next starts.
 
     Example:
         >>> briefs = {sku: parse_brief(data, sku=sku) for sku, data in briefs_json.items()}
         >>> photos = {sku: Path(f"{sku}.png").read_bytes() for sku in briefs}
         >>> results = generate_many(store, {s: (photos[s], briefs[s]) for s in briefs}, settings)
     """
-    # 1. Check inputs: SKU ids and briefs (with their format) before anything is read, photos before
-    #    anything is written
-    for sku, (_, brief) in inputs.items():
-        validate_sku(sku)
-        brief.camera_path(sku, framing(brief, settings).size)
-    canvases = {
-        sku: make_canvas(photo, sku=sku, brief=brief, settings=settings)
-        for sku, (photo, brief) in inputs.items()
-    }
+    # 1. Check the whole request before anything is stored or any model loaded: SKU ids, camera paths at
+    #    each SKU's format, photos (their canvases are made here), then the models and the device
+    checked = {sku: request.check_sku(sku, photo, brief, settings) for sku, (photo, brief) in inputs.items()}
+    request.check_settings(settings)
+    canvases = {sku: (c.canvas, c.mask) for sku, c in checked.items()}
 
     # 2. Canvases and masks (cheap, made every time; stored for people and for Dagster)
     keys = {

@@ -24,7 +24,8 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import formats, inbox, layout, resample
+from prodvid_core import canvas, formats, inbox, layout, request, resample
+from prodvid_core.brief import prompt_warnings
 from prodvid_core.canvas import Canvas, expand
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
@@ -190,13 +191,30 @@ def _camera(value: str | None, sku: str) -> dict | None:
         ) from None
 
 
+def _check_camera(
+    context: dg.AssetExecutionContext, st: ObjectStore, sku: str, size: tuple[int, int]
+) -> None:
+    """Check the SKU's camera path (its brief with the frames step's run config) at its format now, in the
+    first step: a path out of bounds fails here, before the canvas, mask and hero image are stored, not
+    in `frames` after them."""
+    config = context.run.run_config.get("ops", {}).get("frames", {}).get("config", {})
+    brief = inbox.brief_with(
+        st, sku, require_prompt=False, camera=_camera(config.get("camera"), sku),
+        num_frames=config.get("num_frames"), seconds=config.get("seconds"), fps=config.get("fps"),
+    )  # fmt: skip
+    brief.camera_path(sku, size)
+
+
 @dg.asset(**_PARTITIONED, kinds={"pillow"})
 def expanded_canvas(
     context: dg.AssetExecutionContext, config: CanvasConfig, models: ModelsResource, store: StoreResource
 ) -> dict[str, Canvas]:
     """The product photo from the inbox, normalized and placed on a white canvas of the SKU's output
-    format (`expanded_canvas/<SKU>.png` + placement JSON)."""
+    format (`expanded_canvas/<SKU>.png` + placement JSON). The first step checks the whole request (models,
+    device, each SKU's camera path and photo) before anything of it is stored."""
     settings, st = _settings(models), store.open()
+    with _user_errors():
+        request.check_settings(settings)
     out = {}
     for sku in context.partition_keys:
         start = time.perf_counter()
@@ -206,11 +224,14 @@ def expanded_canvas(
                 fill=config.fill, margin=config.margin,
             )  # fmt: skip
             placed = framing(brief, settings)
+            _check_camera(context, st, sku, placed.size)
             photo = inbox.photo_key(st, sku)
+            data = st.read_bytes(photo)
             out[sku] = expand(
-                st.read_bytes(photo), sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin,
-                anchor=placed.anchor,
-            )  # fmt: skip
+                data, sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin, anchor=placed.anchor
+            )
+        for warning in canvas.photo_warnings(data, out[sku], sku=sku):
+            context.log.warning(warning)
         meta = out[sku].metadata()
         context.add_asset_metadata(
             {
@@ -269,6 +290,9 @@ def hero_image(
             )
             for sku in context.partition_keys
         }
+        for sku, brief in briefs.items():
+            for warning in prompt_warnings(brief, sku=sku):
+                context.log.warning(warning)
         made = make_heroes(
             st, {sku: (expanded_canvas[sku], mask[sku], briefs[sku]) for sku in briefs}, settings
         )

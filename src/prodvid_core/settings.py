@@ -1,0 +1,217 @@
+"""Settings: how a run paints, shared by the CLI, the Python API and Dagster (same names, same env vars).
+
+Kept apart from `run` so that it imports without torch: the CLI checks a whole request (`request`) before
+it imports any heavy library, and a mistake in a setting is answered in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields, replace
+
+from prodvid_core import formats, models
+from prodvid_core.brief import Brief
+from prodvid_core.errors import SettingsError
+
+__all__ = ["Settings", "framing"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings shared by the CLI, the Python API and the Dagster resources (same names, same env vars).
+
+    `format`, `anchor`, `fill` and `margin` are the defaults of every SKU whose brief does not set them
+    (`framing`). `size` is the older way to ask for a square format: `size=N` means `format="NxN"`.
+    """
+
+    hero_model: str = models.DEFAULT_HERO_MODEL
+    frames_model: str = models.DEFAULT_FRAMES_MODEL
+    device: str = "auto"
+    dtype: str | None = None
+    scheduler: str | None = None
+    format: str = formats.DEFAULT_FORMAT
+    size: int | None = None
+    anchor: str = "bottom"
+    fill: float = 0.7
+    margin: float = 0.0
+    steps: int = 25
+    guidance: float = 7.5
+    lookahead: int = 128
+    max_window: int = 768
+    model_size: int | None = None
+    batch_size: int = 1
+    keep_frames: bool = False  # also store frames/<SKU>/00000.png …; the world and manifest are the frames
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work before any model is loaded or any SKU is touched."""
+        size_ok = self.size is None or (
+            _int_in(self.size, formats.MIN_SIDE, formats.MAX_SIDE) and self.size % 2 == 0
+        )
+        if size_ok and self.size is not None:
+            square = f"{self.size}x{self.size}"
+            if self.format not in (formats.DEFAULT_FORMAT, square):
+                raise SettingsError(
+                    f"`size` ({self.size}) and `format` ({self.format!r}) both set the output size; set one. "
+                    "They come from flags, Dagster config, PRODVID_SIZE or PRODVID_FORMAT."
+                )
+            object.__setattr__(self, "format", square)  # frozen; `size` is only another way to say it
+        if _valid(formats.parse_format, self.format):
+            object.__setattr__(self, "format", formats.parse_format(self.format).name)  # "Story" is "story"
+        rules = {
+            "format": (_valid(formats.parse_format, self.format), _FORMAT_WANT),
+            "size": (size_ok, f"even, {formats.MIN_SIDE} to {formats.MAX_SIDE}"),
+            "anchor": (self.anchor in formats.ANCHORS, f"one of {', '.join(formats.ANCHORS)}"),
+            "fill": (_valid(formats.check_fill, self.fill), "in (0, 1]"),
+            "margin": (_valid(formats.check_margin, self.margin), f"in [0, {formats.MAX_MARGIN}]"),
+            "steps": _within(self.steps, 1, 1000),
+            "guidance": _within(self.guidance, 0, 100, whole=False),
+            "lookahead": _within(self.lookahead, 0, 8192, " (model pixels)"),
+            "max_window": _within(self.max_window, 64, 8192, " (model pixels)"),
+            "model_size": (
+                self.model_size is None or _int_in(self.model_size, 64, 4096) and self.model_size % 8 == 0,
+                "unset (the checkpoint's own) or a multiple of 8 from 64 to 4096",
+            ),
+            "batch_size": _within(self.batch_size, 1, 256),
+            "device": (
+                isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None,
+                "auto, cpu, cuda or cuda:<index>",
+            ),
+            "dtype": (
+                self.dtype is None or self.dtype in models.DTYPES,
+                f"one of {', '.join(models.DTYPES)}",
+            ),
+            "scheduler": (
+                self.scheduler is None or self.scheduler in models.SCHEDULERS,
+                f"unset (the checkpoint's own) or one of {', '.join(models.SCHEDULERS)}",
+            ),
+            "hero_model": (_name(self.hero_model), "a preset, a Hub id or a folder"),
+            "frames_model": (_name(self.frames_model), "a preset, a Hub id or a folder"),
+            "keep_frames": (isinstance(self.keep_frames, bool), "true or false"),
+        }
+        bad = {name: want for name, (ok, want) in rules.items() if not ok}
+        if bad:
+            problems = "; ".join(
+                f"`{n}` has to be {want} but is {getattr(self, n)!r}" for n, want in bad.items()
+            )
+            env = ", ".join(f"PRODVID_{n.upper()}" for n in bad)
+            raise SettingsError(f"{problems}. It comes from a flag, Dagster config or {env}.")
+
+    @classmethod
+    def from_env(cls, preset: str | None = None, **overrides) -> Settings:
+        """Defaults, then `PRODVID_*` env vars, then `preset`, then `overrides` (CLI flags, Dagster config)
+        that are not None. `PRODVID_PRESET=tiny` picks the tiny models unless a model variable names one.
+        `format` and `size` are one setting: a flag for either replaces both env vars. The result is
+        checked once, as a whole: a flag may fix what an env var alone would not allow."""
+        values = _preset_models(os.environ["PRODVID_PRESET"]) if os.environ.get("PRODVID_PRESET") else {}
+        layers = [_env_settings(), _preset_models(preset) if preset else {}]
+        layers.append({k: v for k, v in overrides.items() if v is not None})
+        for layer in layers:
+            if "format" in layer or "size" in layer:
+                values = {k: v for k, v in values.items() if k not in ("format", "size")}
+            values.update(layer)
+        return cls(**values)
+
+    @property
+    def output(self) -> formats.Format:
+        """The default output format (a brief may choose another: `framing`)."""
+        return formats.parse_format(self.format)
+
+    def with_preset(self, preset: str) -> Settings:
+        return replace(self, **_preset_models(preset))
+
+    def model_key(self, model: str) -> str:
+        """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
+        device = models.resolve_device(self.device)
+        return f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
+
+    def load(self, model: str):
+        return models.load_inpaint_pipeline(
+            model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
+        )
+
+
+_FORMAT_WANT = f"one of {', '.join(formats.PRESETS)} or WxH with even sides (e.g. 1080x1350)"
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,2})?")
+
+
+def _int_in(value, low: int, high: int) -> bool:
+    """Whether `value` is a whole number (not a bool) from `low` to `high`."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _within(value, low: int, high: int, unit: str = "", *, whole: bool = True) -> tuple[bool, str]:
+    """Whether `value` is a number (whole with `whole`) from `low` to `high`, and what was wanted, said
+    for the side it missed: "1 or more", "at most 1000"."""
+    kinds = int if whole else int | float
+    if not isinstance(value, kinds) or isinstance(value, bool) or value != value:  # NaN != NaN
+        return False, f"a {'whole number' if whole else 'number'} from {low} to {high}{unit}"
+    if value < low:
+        return False, f"{low} or more{unit}"
+    return value <= high, f"at most {high}{unit}"
+
+
+def _name(value) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= 1024
+
+
+def _valid(check, value) -> bool:
+    """Whether `check(value)` accepts `value` (the `formats` checks raise ValueError)."""
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _preset_models(preset: str) -> dict[str, str]:
+    if preset not in models.PRESETS:
+        choices = ", ".join(map(repr, models.PRESETS))
+        raise SettingsError(
+            f"`preset` has to be one of {choices} but is {preset!r} (PRODVID_PRESET or --preset)."
+        )
+    return {"hero_model": preset, "frames_model": preset}
+
+
+_KINDS = {"int": "number (int)", "float": "number (float)", "bool": "boolean (1/0, true/false)"}
+
+
+def _env_settings() -> dict:
+    """The `PRODVID_<FIELD>` env vars that are set, converted to each field's type."""
+    values = {}
+    for f in fields(Settings):
+        raw = os.environ.get(f"PRODVID_{f.name.upper()}")
+        if not raw:
+            continue
+        kind = str(f.type).removesuffix(" | None")
+        try:
+            values[f.name] = {"int": int, "float": float, "bool": _bool}.get(kind, str)(raw)
+        except ValueError:
+            raise SettingsError(
+                f"PRODVID_{f.name.upper()} must be a {_KINDS.get(kind, kind)} but is {raw!r}."
+            ) from None
+    return values
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def framing(brief: Brief | None, settings: Settings) -> formats.Framing:
+    """A SKU's output format and placement: each of `format`, `anchor`, `fill`, `margin` from its brief
+    where the brief sets it, else from the settings (flags and run config reach a SKU through its brief:
+    `generate --format`, Dagster's `CanvasConfig`). Without a brief, the settings' own."""
+
+    def pick(name: str):
+        value = getattr(brief, name, None)
+        return getattr(settings, name) if value is None else value
+
+    return formats.Framing(
+        formats.parse_format(pick("format")), anchor=pick("anchor"), fill=pick("fill"), margin=pick("margin")
+    )
