@@ -3,7 +3,8 @@
 Each request draws one fate from a seeded RNG, at the given rates:
 
 - `slowdown`: answered 503 with S3's SlowDown XML body; nothing reaches the server.
-- `reset_request`: the connection is reset (RST) halfway through reading the request; nothing reaches the server.
+- `reset_request`: the connection is reset (RST) halfway through reading the request; nothing reaches the
+  server.
 - `reset_response`: the request reaches the server (a PUT is stored), then the connection is reset partway
   through the response: in its headers or its body.
 - `latency`: forwarded after a pause of up to `max_latency` seconds.
@@ -21,6 +22,7 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import random
@@ -48,14 +50,21 @@ class FaultProxy:
     """The proxy, serving from a thread; `close()` (or leaving the `with` block) stops it."""
 
     def __init__(
-        self, upstream: str, *, seed: int, rates: dict[str, float], max_latency: float = 0.2
+        self,
+        upstream: str,
+        *,
+        seed: int,
+        rates: dict[str, float],
+        max_latency: float = 0.2,
+        methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "HEAD"),
     ) -> None:
+        """`methods`: the HTTP methods that draw faults (e.g. only PUT: a store that cannot be written to)."""
         unknown = set(rates) - set(FAULTS)
         if unknown or sum(rates.values()) > 1:
             raise ValueError(f"rates must be of {FAULTS} and sum to 1 at most, got {rates}")
         up = urlsplit(upstream)
         self.upstream = (up.hostname, up.port)
-        self.rates, self.max_latency = rates, max_latency
+        self.rates, self.max_latency, self.methods = rates, max_latency, methods
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
@@ -71,13 +80,15 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def draw(self, attempt: int) -> tuple[str | None, float]:
-        """The fate of the next request, and a number in [0, 1) to place it (where to cut, how long to wait)."""
+    def draw(self, method: str, attempt: int) -> tuple[str | None, float]:
+        """The next request's fate, and a number in [0, 1) to place it (where to cut, how long to wait)."""
         with self.lock:
             self.requests += 1
             self.retries += attempt > 1
             self.max_attempt = max(self.max_attempt, attempt)
             r, where = self.rng.random(), self.rng.random()
+            if method not in self.methods:
+                return None, where
             for kind in FAULTS:
                 rate = self.rates.get(kind, 0.0)
                 if r < rate:
@@ -108,13 +119,15 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             match = _ATTEMPT.search(self.headers.get("amz-sdk-request", ""))
-            fault, where = proxy.draw(int(match[1]) if match else 1)
+            fault, where = proxy.draw(self.command, int(match[1]) if match else 1)
             if fault == "reset_request":
                 self.rfile.read(length // 2)
                 return self._reset()
             body = self.rfile.read(length)
             if fault == "slowdown":
-                return self._send(_raw(503, "Slow Down", [("Content-Type", "application/xml")], SLOWDOWN_BODY))
+                return self._send(
+                    _raw(503, "Slow Down", [("Content-Type", "application/xml")], SLOWDOWN_BODY)
+                )
             if fault == "latency":
                 time.sleep(where * proxy.max_latency)
             raw = self._forward(body)
@@ -150,10 +163,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             """Close with RST (SO_LINGER 0), as a crashed server or a dropped route does."""
             self.close_connection = True
             written, self.wfile = self.wfile, io.BytesIO()  # the base class flushes wfile afterwards
-            try:
+            with contextlib.suppress(OSError):
                 written.flush()
-            except OSError:
-                pass
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.rfile.close()
             written.close()
@@ -164,7 +175,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _raw(status: int, reason: str, headers: list[tuple[str, str]], body: bytes, *, length: bool = True) -> bytes:
+def _raw(
+    status: int, reason: str, headers: list[tuple[str, str]], body: bytes, *, length: bool = True
+) -> bytes:
     lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers)]
     if length:
         lines.append(f"Content-Length: {len(body)}")
