@@ -71,6 +71,7 @@ class FaultProxy:
         self.retries = 0  # requests botocore marked as a retry (attempt=2 or more)
         self.max_attempt = 0
         self.faults: Counter[str] = Counter()
+        self.faulted: Counter[str] = Counter()  # faults by `<kind> <method>`, e.g. "reset_response GET"
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -93,6 +94,7 @@ class FaultProxy:
                 rate = self.rates.get(kind, 0.0)
                 if r < rate:
                     self.faults[kind] += 1
+                    self.faulted[f"{kind} {method}"] += 1
                     return kind, where
                 r -= rate
             return None, where

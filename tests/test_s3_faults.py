@@ -165,19 +165,21 @@ def test_s3rver_restarted_after_a_short_outage_the_run_finishes_by_itself(
     server = S3rver(tmp_path / "s3rver")
     try:
         proc = _generate(photo, f"s3://{BUCKET}/{PREFIX}", env=_env(S3RVER_ENV), endpoint=server.endpoint)
-        killed = _wait_for_moment(server, proc, moment)
-        if killed:
+        down = None
+        if _wait_for_moment(server, proc, moment):
             time.sleep(rng.uniform(0, 0.3))
             server.kill()
+            killed_at = time.monotonic()
             time.sleep(outage)
             server.start()
+            down = round(time.monotonic() - killed_at, 2)  # until it listens again
         rc, err = _finish(proc)
         assert rc == 0, err
         figures = _check_stored(server, undisturbed)
     finally:
         server.stop()
     FIGURES.append(
-        {"test": "s3rver short outage", "trial": trial, "moment": moment, "outage_s": round(outage, 2),
+        {"test": "s3rver short outage", "trial": trial, "moment": moment, "down_s": down,
          "restarts": server.starts - 1, "runs": 1, "finished": True, **figures}
     )  # fmt: skip
 
@@ -195,7 +197,9 @@ def test_s3rver_down_longer_than_the_retries_one_clear_error_then_a_rerun_finish
         assert _wait_for_moment(server, proc, moment), "the run ended before its last frame call"
         time.sleep(rng.uniform(0, 0.3))
         server.kill()
+        killed_at = time.monotonic()
         rc, err = _finish(proc)  # the server stays down until the run has given up
+        gave_up = round(time.monotonic() - killed_at, 2)
         assert rc == 2, err
         line = _one_error_line(err)
         assert line.startswith(f"prodvid: error: SKU {SKU}: cannot "), line
@@ -208,7 +212,7 @@ def test_s3rver_down_longer_than_the_retries_one_clear_error_then_a_rerun_finish
     finally:
         server.stop()
     FIGURES.append(
-        {"test": "s3rver long outage", "trial": trial, "moment": moment, "error": line,
+        {"test": "s3rver long outage", "trial": trial, "moment": moment, "gave_up_s": gave_up, "error": line,
          "restarts": server.starts - 1, "runs": 2, "finished": True, **figures}
     )  # fmt: skip
 
@@ -245,7 +249,7 @@ def test_faults_through_a_proxy_the_run_finishes_byte_identical(
     injected = sum(n for kind, n in proxy.faults.items() if kind != "latency")
     assert injected > 0 and proxy.retries > 0, (proxy.faults, proxy.retries)
     FIGURES.append(
-        {"test": "proxy faults", "trial": trial, "requests": proxy.requests, "faults": dict(proxy.faults),
+        {"test": "proxy faults", "trial": trial, "requests": proxy.requests, "faults": dict(proxy.faulted),
          "retries": proxy.retries, "max_attempt": proxy.max_attempt, "runs": 1, "finished": True,
          "objects": len(stored), "lost": 0, "corrupt": 0, "seconds": round(time.monotonic() - start, 1)}
     )  # fmt: skip
