@@ -246,7 +246,8 @@ class S3Store(ObjectStore):
         url = f"s3://{self.bucket}/{self.prefix}{key}"
         where = f"{f'SKU {sku}: c' if sku else 'C'}annot {action} {url}"
         where += f" (bucket {self.bucket!r} at {self.client.meta.endpoint_url})"
-        tries = f"{_attempts(self.client)} attempts"
+        attempts = _attempts(self.client)
+        tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
         try:
             yield
         except ClientError as e:
@@ -280,7 +281,8 @@ _BODY_CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
 # Attempts per S3 request (the first one and its retries) unless AWS_MAX_ATTEMPTS or `max_attempts` in
 # ~/.aws/config says otherwise. botocore's standard mode waits rand(0, 1) * min(scale * 2**i, 20) s before
 # retry i: scale 1 s after a throttle (503 SlowDown) and, in recent botocore, 50 ms after a dropped
-# connection or another 5xx. 12 attempts ride out ~30 s of a restarting server (25-65 s), ~75 s of throttling.
+# connection or another 5xx. 12 attempts wait for a restarting server 33 s on average (65 s at most), for
+# throttling 75 s (150 s at most).
 S3_MAX_ATTEMPTS = 12
 S3_CONNECT_TIMEOUT = 5  # s to open a connection; a failed one is retried like any other failed attempt
 S3_READ_TIMEOUT = 60  # s without a byte from the server before the attempt fails (botocore's default)
