@@ -48,6 +48,7 @@ RUN = [
 # Per request: 10% SlowDown, 5% reset while reading the request, 5% reset in the response, 20% latency
 RATES = {"slowdown": 0.10, "reset_request": 0.05, "reset_response": 0.05, "latency": 0.20}
 FIGURES: list[dict] = []
+RUNNING: list[subprocess.Popen] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,6 +57,17 @@ def _report():
     path = os.environ.get("PRODVID_S3FAULT_REPORT")
     if path:
         Path(path).write_text(json.dumps(FIGURES, indent=1) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_behind():
+    """A test that fails or is interrupted mid-run kills its `prodvid` subprocess (by pid)."""
+    yield
+    for proc in RUNNING:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    RUNNING.clear()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +90,9 @@ def _generate(
 ) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "prodvid_core.cli", "generate", SKU, "--image", str(photo), "--store", store]
     cmd += [*RUN, *(["--s3-endpoint-url", endpoint] if endpoint else [])]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    RUNNING.append(proc)
+    return proc
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
@@ -165,9 +179,10 @@ def test_s3rver_restarted_after_a_short_outage_the_run_finishes_by_itself(
     server = S3rver(tmp_path / "s3rver")
     try:
         proc = _generate(photo, f"s3://{BUCKET}/{PREFIX}", env=_env(S3RVER_ENV), endpoint=server.endpoint)
-        down = None
+        down, mid_run = None, False
         if _wait_for_moment(server, proc, moment):
             time.sleep(rng.uniform(0, 0.3))
+            mid_run = proc.poll() is None  # else the run ended in the pause: an outage after it
             server.kill()
             killed_at = time.monotonic()
             time.sleep(outage)
@@ -179,7 +194,7 @@ def test_s3rver_restarted_after_a_short_outage_the_run_finishes_by_itself(
     finally:
         server.stop()
     FIGURES.append(
-        {"test": "s3rver short outage", "trial": trial, "moment": moment, "down_s": down,
+        {"test": "s3rver short outage", "trial": trial, "moment": moment, "down_s": down, "mid_run": mid_run,
          "restarts": server.starts - 1, "runs": 1, "finished": True, **figures}
     )  # fmt: skip
 
