@@ -57,14 +57,18 @@ class FaultProxy:
         rates: dict[str, float],
         max_latency: float = 0.2,
         methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "HEAD"),
+        script: list[tuple[str | None, float]] = (),
     ) -> None:
-        """`methods`: the HTTP methods that draw faults (e.g. only PUT: a store that cannot be written to)."""
+        """`methods`: the HTTP methods that draw faults (e.g. only PUT: a store that cannot be written to).
+        `script`: `(fault, where)` for the first requests of those methods, in order, before the rates
+        apply; e.g. `[("reset_response", 0.9), (None, 0)]` cuts the first response 90% of the way through
+        and passes the second."""
         unknown = set(rates) - set(FAULTS)
         if unknown or sum(rates.values()) > 1:
             raise ValueError(f"rates must be of {FAULTS} and sum to 1 at most, got {rates}")
         up = urlsplit(upstream)
         self.upstream = (up.hostname, up.port)
-        self.rates, self.max_latency, self.methods = rates, max_latency, methods
+        self.rates, self.max_latency, self.methods, self.script = rates, max_latency, methods, list(script)
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
@@ -90,6 +94,12 @@ class FaultProxy:
             r, where = self.rng.random(), self.rng.random()
             if method not in self.methods:
                 return None, where
+            if self.script:
+                kind, where = self.script.pop(0)
+                if kind is not None:
+                    self.faults[kind] += 1
+                    self.faulted[f"{kind} {method}"] += 1
+                return kind, where
             for kind in FAULTS:
                 rate = self.rates.get(kind, 0.0)
                 if r < rate:

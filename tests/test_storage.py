@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fault_proxy import FaultProxy
 from prodvid_core.errors import StorageError
 from prodvid_core.layout import sku_of
 from prodvid_core.storage import S3_MAX_ATTEMPTS, LocalStore, ObjectStore, S3Store, open_store
@@ -318,3 +319,19 @@ def test_s3_errors_name_the_sku_and_the_key(s3_endpoint: str) -> None:
     key = "s3://prodvid-no-such-bucket/runs/x/frames/MUG-1/world.png"
     with pytest.raises(StorageError, match=rf"^SKU MUG-1: cannot write {key} \(bucket"):
         store.write_bytes("frames/MUG-1/world.png", b"")
+
+
+@pytest.mark.parametrize("where", [0.05, 0.5, 0.95], ids=["in-headers", "mid-body", "end-of-body"])
+def test_s3_get_cut_off_midway_is_made_again(s3_store: S3Store, where: float) -> None:
+    # botocore hands over an object's body unread, and reads a 404's body outside its retry loop: a cut
+    # there reached the caller as urllib3's ProtocolError before S3Store made the GET again.
+    data = os.urandom(100_000)
+    s3_store.write_bytes("frames/A/world.png", data)
+    endpoint = s3_store.endpoint_url
+    script = [("reset_response", where), (None, 0.0)] * 2  # each GET's first response cut, the next whole
+    with FaultProxy(endpoint, seed=0, rates={}, script=script) as proxy:
+        store = S3Store(s3_store.bucket, "runs/x", endpoint_url=proxy.url)
+        with pytest.raises(FileNotFoundError):
+            store.read_bytes("frames/A/manifest.json")
+        assert store.read_bytes("frames/A/world.png") == data
+    assert proxy.faults["reset_response"] == 2 and proxy.requests == 4

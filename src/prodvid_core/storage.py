@@ -30,6 +30,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from urllib3.exceptions import ProtocolError
 
 from prodvid_core.errors import StorageError
 from prodvid_core.layout import sku_of
@@ -189,8 +190,8 @@ class S3Store(ObjectStore):
 
     def read_bytes(self, key: str) -> bytes:
         """The object's bytes. botocore retries a GET that fails before its body starts; a body cut off
-        midway (a connection reset) reaches us after botocore has handed over the response, so the GET is
-        made again here, up to the client's attempts."""
+        midway (a connection reset) reaches us after botocore has handed over the response (`_BODY_CUT_OFF`),
+        so the GET is made again here, up to the client's attempts."""
         url, attempt = self.url(key), 1
         with self._errors("read", key):
             while True:
@@ -270,13 +271,15 @@ class S3Store(ObjectStore):
         except NoCredentialsError as e:
             fix = "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
             raise StorageError(f"{where}: {fix}.") from e
-        except BotoCoreError as e:
+        except (BotoCoreError, ProtocolError) as e:
             raise StorageError(f"{where}: {str(e).rstrip('.')} (after {tries}).") from e
 
 
 _DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
-# A GET whose body stops short: the connection was reset or went quiet after the headers.
-_BODY_CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
+# A GET whose body stops short (the connection was reset or went quiet after the headers). botocore hands
+# over an object's body unread, and it reads an error's body (a 404, a 503) outside its retry loop, letting
+# urllib3's ProtocolError through: neither is retried by botocore.
+_BODY_CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ProtocolError)
 
 # Attempts per S3 request (the first one and its retries) unless AWS_MAX_ATTEMPTS or `max_attempts` in
 # ~/.aws/config says otherwise. botocore's standard mode waits rand(0, 1) * min(scale * 2**i, 20) s before
