@@ -56,7 +56,28 @@ def _report():
     yield
     path = os.environ.get("PRODVID_S3FAULT_REPORT")
     if path:
-        Path(path).write_text(json.dumps(FIGURES, indent=1) + "\n")
+        report = {"totals": _totals(FIGURES), "trials": FIGURES}
+        Path(path).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _totals(figures: list[dict]) -> dict[str, dict]:
+    """Per kind of trial: trials, faults by kind, server restarts, retries, runs finished, objects checked,
+    lost and corrupt (docs/reliability.md's table)."""
+    totals: dict[str, dict] = {}
+    for trial in figures:
+        total = totals.setdefault(trial["test"], {"trials": 0})
+        total["trials"] += 1
+        for name in ("restarts", "mid_run", "runs", "objects", "lost", "corrupt", "requests", "retries"):
+            if name in trial:
+                total[name] = total.get(name, 0) + trial[name]
+        total["finished"] = total.get("finished", 0) + trial.get("finished", False)
+        for kind_method, n in trial.get("faults", {}).items():
+            faults = total.setdefault("faults", {})
+            faults[kind_method] = faults.get(kind_method, 0) + n
+        for name in ("down_s", "gave_up_s", "max_attempt"):
+            if trial.get(name) is not None:
+                total[f"max {name}"] = max(total.get(f"max {name}", 0), trial[name])
+    return totals
 
 
 @pytest.fixture(autouse=True)
