@@ -162,7 +162,7 @@ class S3Store(ObjectStore):
     objects. Credentials come only from boto3's usual chain (`AWS_*` env vars, `~/.aws` files, instance
     roles), never from prodvid's config, so they never reach a run config or a log. Every boto error becomes
     a `StorageError` naming the SKU, the object's key, the bucket, the endpoint and the fix; a missing key
-    stays `FileNotFoundError`. Failed requests are retried first (`_s3_client`: README, "Storage").
+    stays `FileNotFoundError`. Failed requests are retried first (`_s3_client`; README, "S3 retries").
 
     Args:
         endpoint_url: an S3-compatible server (`PRODVID_S3_ENDPOINT_URL`); `None` means AWS.
@@ -189,20 +189,26 @@ class S3Store(ObjectStore):
         return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
 
     def read_bytes(self, key: str) -> bytes:
-        """The object's bytes. botocore retries a GET that fails before its body starts; a body cut off
-        midway (a connection reset) reaches us after botocore has handed over the response (`_BODY_CUT_OFF`),
-        so the GET is made again here, up to the client's attempts."""
-        url, attempt = self.url(key), 1
+        """The object's bytes. botocore retries a GET that fails before its response arrives; a response cut
+        off after its headers is not retried by botocore, so the GET is made again here, up to the client's
+        attempts."""
+        url = self.url(key)
         with self._errors("read", key):
-            while True:
+            for left in range(_attempts(self.client), 0, -1):
                 try:
-                    return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+                    response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
                 except self.client.exceptions.NoSuchKey:
                     raise FileNotFoundError(errno.ENOENT, "No such S3 object", url) from None
-                except _BODY_CUT_OFF:
-                    if attempt >= _attempts(self.client):
+                except ProtocolError:  # an error body (a 404) cut off: botocore reads it outside its retries
+                    if left == 1:
                         raise
-                    attempt += 1
+                    continue
+                try:
+                    return response["Body"].read()
+                except _BODY_CUT_OFF:  # botocore hands the object's body over unread
+                    if left == 1:
+                        raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with self._errors("write", _check_key(key)):
@@ -276,10 +282,8 @@ class S3Store(ObjectStore):
 
 
 _DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
-# A GET whose body stops short (the connection was reset or went quiet after the headers). botocore hands
-# over an object's body unread, and it reads an error's body (a 404, a 503) outside its retry loop, letting
-# urllib3's ProtocolError through: neither is retried by botocore.
-_BODY_CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ProtocolError)
+# An object's body that stops short: the connection was reset, closed or went quiet after the headers.
+_BODY_CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
 
 # Attempts per S3 request (the first one and its retries) unless AWS_MAX_ATTEMPTS or `max_attempts` in
 # ~/.aws/config says otherwise. botocore's standard mode waits rand(0, 1) * min(scale * 2**i, 20) s before
@@ -296,6 +300,7 @@ def _retries(session: botocore.session.Session) -> dict:
     """botocore's retry settings: AWS_RETRY_MODE and AWS_MAX_ATTEMPTS (or `retry_mode`, `max_attempts` in
     ~/.aws/config) when set, else standard mode with `S3_MAX_ATTEMPTS`; a value that cannot work is refused
     here, with its name, rather than by botocore in a traceback."""
+    raw = os.environ.get("AWS_MAX_ATTEMPTS")
     try:
         attempts = session.get_config_variable("max_attempts")
     except ValueError:
@@ -304,7 +309,7 @@ def _retries(session: botocore.session.Session) -> dict:
     if attempts is not None and attempts < 1:
         raise StorageError(
             f"AWS_MAX_ATTEMPTS (or max_attempts in ~/.aws/config) must be a whole number, 1 or more, but is "
-            f"{os.environ.get('AWS_MAX_ATTEMPTS')!r}."
+            f"{raw if raw is not None else attempts!r}."
         )
     if mode not in RETRY_MODES:
         raise StorageError(
