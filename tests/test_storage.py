@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from fault_proxy import FaultProxy
 from prodvid_core.errors import StorageError
-from prodvid_core.storage import LocalStore, ObjectStore, S3Store, open_store
+from prodvid_core.layout import sku_of
+from prodvid_core.storage import S3_MAX_ATTEMPTS, LocalStore, ObjectStore, S3Store, open_store
 from s3_server import DUMMY_AWS_ENV, start_s3_server
 
 
@@ -251,3 +253,85 @@ def test_s3_repr_has_no_secrets(s3_store: S3Store) -> None:
 def test_s3_empty_bucket_name_is_rejected() -> None:
     with pytest.raises(StorageError, match="bucket name is empty"):
         open_store("s3://")
+
+
+# --- S3 retries (the faults themselves: tests/test_s3_faults.py) ---------------------------------------
+
+
+@pytest.fixture
+def no_aws_retry_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    return monkeypatch
+
+
+def test_s3_retries_default_to_standard_mode_and_bounded_attempts(no_aws_retry_env) -> None:
+    config = S3Store("any-bucket", endpoint_url="http://127.0.0.1:9").client.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS}
+    assert (config.connect_timeout, config.read_timeout) == (5, 60)
+
+
+def test_s3_retries_follow_the_aws_variables(no_aws_retry_env, tmp_path: Path) -> None:
+    no_aws_retry_env.setenv("AWS_MAX_ATTEMPTS", "4")
+    no_aws_retry_env.setenv("AWS_RETRY_MODE", "adaptive")
+    retries = S3Store("any-bucket", endpoint_url="http://127.0.0.1:9").client.meta.config.retries
+    assert retries == {"mode": "adaptive", "total_max_attempts": 4}
+
+    no_aws_retry_env.delenv("AWS_MAX_ATTEMPTS")
+    no_aws_retry_env.delenv("AWS_RETRY_MODE")
+    (tmp_path / "config").write_text("[default]\nmax_attempts = 7\nretry_mode = legacy\n")
+    no_aws_retry_env.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    retries = S3Store("any-bucket", endpoint_url="http://127.0.0.1:9").client.meta.config.retries
+    assert retries == {"mode": "legacy", "total_max_attempts": 7}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AWS_MAX_ATTEMPTS", "0"), ("AWS_MAX_ATTEMPTS", "many"), ("AWS_RETRY_MODE", "fast")],
+)
+def test_s3_retry_settings_that_cannot_work_are_refused_by_name(no_aws_retry_env, name, value) -> None:
+    no_aws_retry_env.setenv(name, value)
+    with pytest.raises(StorageError, match=f"{name}.*must be.*{value}"):
+        open_store("s3://any-bucket/x")
+
+
+@pytest.mark.parametrize(
+    ("key", "sku"),
+    [
+        ("frames/A.1/world.png", "A.1"),
+        ("frames/A/", "A"),
+        ("hero_image/A.1.png", "A.1"),
+        ("inbox/B-2.json", "B-2"),
+        ("video/V.mp4", "V"),
+        ("frames/A", None),  # a prefix of many SKUs' folders
+        ("inbox/", None),
+        ("sensors/inbox_sensor/x.json", None),
+        ("a", None),
+    ],
+)
+def test_sku_of_a_key(key: str, sku: str | None) -> None:
+    assert sku_of(key) == sku
+
+
+def test_s3_errors_name_the_sku_and_the_key(s3_endpoint: str) -> None:
+    store = S3Store("prodvid-no-such-bucket", "runs/x", endpoint_url=s3_endpoint)
+    key = "s3://prodvid-no-such-bucket/runs/x/frames/MUG-1/world.png"
+    with pytest.raises(StorageError, match=rf"^SKU MUG-1: cannot write {key} \(bucket"):
+        store.write_bytes("frames/MUG-1/world.png", b"")
+
+
+@pytest.mark.parametrize("where", [0.05, 0.5, 0.95], ids=["in-headers", "mid-body", "end-of-body"])
+def test_s3_get_cut_off_midway_is_made_again(s3_store: S3Store, where: float) -> None:
+    # botocore hands over an object's body unread, and reads a 404's body outside its retry loop: a cut
+    # there reached the caller as urllib3's ProtocolError before S3Store made the GET again.
+    data = os.urandom(100_000)
+    s3_store.write_bytes("frames/A/world.png", data)
+    endpoint = s3_store.endpoint_url
+    script = [("reset_response", where), (None, 0.0)] * 2  # each GET's first response cut, the next whole
+    with FaultProxy(endpoint, seed=0, rates={}, script=script) as proxy:
+        store = S3Store(s3_store.bucket, "runs/x", endpoint_url=proxy.url)
+        with pytest.raises(FileNotFoundError):
+            store.read_bytes("frames/A/manifest.json")
+        assert store.read_bytes("frames/A/world.png") == data
+    assert proxy.faults["reset_response"] == 2 and proxy.requests == 4

@@ -3,7 +3,7 @@ sensor's state."""
 
 from __future__ import annotations
 
-from prodvid_core.errors import validate_sku
+from prodvid_core.errors import InvalidSkuError, validate_sku
 
 __all__ = [
     "PHOTO_SUFFIXES",
@@ -22,6 +22,7 @@ __all__ = [
     "video_json",
     "INBOX_STATE_PREFIX",
     "inbox_state",
+    "sku_of",
 ]
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -85,3 +86,27 @@ def inbox_state(name: str) -> str:
     """What the inbox sensor's scans remember (`inbox_state.save`): `name` is `<UTC time>-<sha256>`, and the
     object is never rewritten. Outside `inbox/`, which prodvid never writes to."""
     return f"{INBOX_STATE_PREFIX}{name}.json"
+
+
+_PER_SKU_FILES = ("inbox", "expanded_canvas", "mask", "hero_image", "video")  # <folder>/<SKU>.<ext>
+
+
+def sku_of(key: str) -> str | None:
+    """The SKU whose object (or listing prefix) `key` is, so a storage error can name it: `frames/<SKU>/...`
+    and `<folder>/<SKU>.<ext>`; None for keys of no SKU (the sensor's state) and prefixes of many."""
+    folder, _, rest = key.partition("/")
+    if folder == "frames":
+        sku = rest.partition("/")[0] if "/" in rest else None
+    elif folder in _PER_SKU_FILES and "/" not in rest and "." in rest:
+        sku = rest.rpartition(".")[0]
+    else:
+        return None
+    return sku if sku and _valid_sku(sku) else None
+
+
+def _valid_sku(sku: str) -> bool:
+    try:
+        validate_sku(sku)
+    except InvalidSkuError:
+        return False
+    return True

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
+import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import (
@@ -24,10 +25,15 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
 )
+from urllib3.exceptions import ProtocolError
 
 from prodvid_core.errors import StorageError
+from prodvid_core.layout import sku_of
 
 __all__ = ["ObjectStore", "LocalStore", "S3Store", "open_store", "INBOX_PREFIX"]
 
@@ -218,7 +224,8 @@ class S3Store(ObjectStore):
     Keys live under `prefix` in `bucket`. A single `put_object` is atomic in S3, so writes need no temp
     objects. Credentials come only from boto3's usual chain (`AWS_*` env vars, `~/.aws` files, instance
     roles), never from prodvid's config, so they never reach a run config or a log. Every boto error becomes
-    a `StorageError` naming the bucket, the endpoint and the fix; a missing key stays `FileNotFoundError`.
+    a `StorageError` naming the SKU, the object's key, the bucket, the endpoint and the fix; a missing key
+    stays `FileNotFoundError`. Failed requests are retried first (`_s3_client`; README, "S3 retries").
 
     Args:
         endpoint_url: an S3-compatible server (`PRODVID_S3_ENDPOINT_URL`); `None` means AWS.
@@ -246,23 +253,36 @@ class S3Store(ObjectStore):
         return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
 
     def read_bytes(self, key: str) -> bytes:
+        """The object's bytes. botocore retries a GET that fails before its response arrives; a response cut
+        off after its headers is not retried by botocore, so the GET is made again here, up to the client's
+        attempts."""
         url = self.url(key)
-        with self._errors("read", url):
-            try:
-                return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
-            except self.client.exceptions.NoSuchKey:
-                raise FileNotFoundError(errno.ENOENT, "No such S3 object", url) from None
+        with self._errors("read", key):
+            for left in range(_attempts(self.client), 0, -1):
+                try:
+                    response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+                except self.client.exceptions.NoSuchKey:
+                    raise FileNotFoundError(errno.ENOENT, "No such S3 object", url) from None
+                except ProtocolError:  # an error body (a 404) cut off: botocore reads it outside its retries
+                    if left == 1:
+                        raise
+                    continue
+                try:
+                    return response["Body"].read()
+                except _BODY_CUT_OFF:  # botocore hands the object's body over unread
+                    if left == 1:
+                        raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        url = self.url(key)
-        with self._errors("write", url):
+        with self._errors("write", _check_key(key)):
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
 
     def exists(self, key: str) -> bool:
         """A one-key listing rather than HEAD: HEAD answers a bare 404 for a missing bucket as well, which
         would make a misconfigured store look empty instead of failing."""
-        url, full_key = self.url(key), self.prefix + key
-        with self._errors("check", url):
+        full_key = self.prefix + _check_key(key)
+        with self._errors("check", key):
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=full_key, MaxKeys=1)
         return any(obj["Key"] == full_key for obj in page.get("Contents", []))
 
@@ -272,7 +292,7 @@ class S3Store(ObjectStore):
         The S3 ETag of a single-part upload is the MD5 of its bytes: writing the same bytes again keeps it.
         """
         etags = {}
-        with self._errors("list", f"s3://{self.bucket}/{self.prefix}{prefix}"):
+        with self._errors("list", prefix):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
             )
@@ -286,17 +306,22 @@ class S3Store(ObjectStore):
         return dict(sorted(etags.items()))
 
     def _delete(self, key: str) -> None:
-        url = self.url(key)
-        with self._errors("delete", url):
+        with self._errors("delete", _check_key(key)):
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{_check_key(key)}"
 
     @contextmanager
-    def _errors(self, action: str, url: str) -> Iterator[None]:
-        """Turn boto's errors into one `StorageError` a person can act on (credentials never appear)."""
-        where = f"Cannot {action} {url} (bucket {self.bucket!r} at {self.client.meta.endpoint_url})"
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """Turn boto's errors into one `StorageError` a person can act on (credentials never appear): the SKU
+        the key belongs to, the object's URL, the endpoint, and what to do."""
+        sku = sku_of(key)
+        url = f"s3://{self.bucket}/{self.prefix}{key}"
+        where = f"{f'SKU {sku}: c' if sku else 'C'}annot {action} {url}"
+        where += f" (bucket {self.bucket!r} at {self.client.meta.endpoint_url})"
+        attempts = _attempts(self.client)
+        tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
         try:
             yield
         except ClientError as e:
@@ -306,16 +331,21 @@ class S3Store(ObjectStore):
             elif code in _DENIED_CODES:
                 fix = f"access denied ({code}); check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)"
             else:
-                fix = f"{code}: {e.response.get('Error', {}).get('Message', '')}"
+                message = e.response.get("Error", {}).get("Message", "").rstrip(".")
+                retried = e.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                fix = f"{code}: {message}" + (f" (after {retried + 1} attempts)" if retried else "")
             raise StorageError(f"{where}: {fix}.") from e
         except (EndpointConnectionError, ConnectTimeoutError) as e:
-            fix = "the endpoint is unreachable; check PRODVID_S3_ENDPOINT_URL and that the server runs"
+            fix = (
+                f"the endpoint is unreachable after {tries}; check PRODVID_S3_ENDPOINT_URL and that the "
+                "server runs"
+            )
             raise StorageError(f"{where}: {fix}.") from e
         except NoCredentialsError as e:
             fix = "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
             raise StorageError(f"{where}: {fix}.") from e
-        except BotoCoreError as e:
-            raise StorageError(f"{where}: {e}") from e
+        except (BotoCoreError, ProtocolError) as e:
+            raise StorageError(f"{where}: {str(e).rstrip('.')} (after {tries}).") from e
 
 
 def _check_no_credentials(bucket: str, endpoint_url: str | None) -> None:
@@ -344,17 +374,65 @@ _DENIED_CODES = {
     "ExpiredToken",
     "InvalidToken",  # a malformed AWS_SESSION_TOKEN
 }
+# An object's body that stops short: the connection was reset, closed or went quiet after the headers.
+_BODY_CUT_OFF = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
+
+# Attempts per S3 request (the first one and its retries) unless AWS_MAX_ATTEMPTS or `max_attempts` in
+# ~/.aws/config says otherwise. botocore's standard mode waits rand(0, 1) * min(scale * 2**i, 20) s before
+# retry i: scale 1 s after a throttle (503 SlowDown) and, in recent botocore, 50 ms after a dropped
+# connection or another 5xx. 12 attempts wait for a restarting server 33 s on average (65 s at most), for
+# throttling 75 s (150 s at most).
+S3_MAX_ATTEMPTS = 12
+S3_CONNECT_TIMEOUT = 5  # s to open a connection; a failed one is retried like any other failed attempt
+S3_READ_TIMEOUT = 60  # s without a byte from the server before the attempt fails (botocore's default)
+RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+def _retries(session: botocore.session.Session) -> dict:
+    """botocore's retry settings: AWS_RETRY_MODE and AWS_MAX_ATTEMPTS (or `retry_mode`, `max_attempts` in
+    ~/.aws/config) when set, else standard mode with `S3_MAX_ATTEMPTS`; a value that cannot work is refused
+    here, with its name, rather than by botocore in a traceback."""
+    raw = os.environ.get("AWS_MAX_ATTEMPTS")
+    try:
+        attempts = session.get_config_variable("max_attempts")
+    except ValueError:
+        attempts = 0
+    mode = session.get_config_variable("retry_mode", methods=("env", "config")) or "standard"
+    if attempts is not None and attempts < 1:
+        raise StorageError(
+            f"AWS_MAX_ATTEMPTS (or max_attempts in ~/.aws/config) must be a whole number, 1 or more, but is "
+            f"{raw if raw is not None else attempts!r}."
+        )
+    if mode not in RETRY_MODES:
+        raise StorageError(
+            f"AWS_RETRY_MODE (or retry_mode in ~/.aws/config) must be one of {', '.join(RETRY_MODES)} but "
+            f"is {mode!r}."
+        )
+    return {"mode": mode, "total_max_attempts": attempts or S3_MAX_ATTEMPTS}
+
+
+def _attempts(client: BaseClient) -> int:
+    """How many times the client tries a request (a client made elsewhere may not say: botocore's 3)."""
+    retries = client.meta.config.retries or {}
+    return retries.get("total_max_attempts") or retries.get("max_attempts", 2) + 1
 
 
 def _s3_client(endpoint_url: str | None) -> BaseClient:
-    """A client on boto3's credential chain; region from `AWS_DEFAULT_REGION` or ~/.aws, else us-east-1."""
-    session = boto3.session.Session()
+    """A client on boto3's credential chain; region from `AWS_DEFAULT_REGION` or ~/.aws, else us-east-1.
+
+    Failed requests (dropped connections, timeouts, 5xx, 503 SlowDown) are retried with backoff by botocore
+    (`_retries`); a write is one PUT, so retrying it is safe, and a request that still fails raises."""
+    core = botocore.session.get_session()
+    session = boto3.session.Session(botocore_session=core)
     config = Config(
         # Path-style URLs work on every S3-compatible server (MinIO, R2, moto); AWS keeps its default.
         s3={"addressing_style": "path"} if endpoint_url else None,
         # boto3 >= 1.36 adds CRC checksums by default, which some S3-compatible servers reject.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        retries=_retries(core),
+        connect_timeout=S3_CONNECT_TIMEOUT,
+        read_timeout=S3_READ_TIMEOUT,
     )
     region = session.region_name or "us-east-1"
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)

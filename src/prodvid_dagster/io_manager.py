@@ -18,11 +18,13 @@ stored by the core as they are made (that is what lets a re-run reuse them); for
 only confirms the files are there (`FrameSet.keys`).
 """
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from prodvid_core import artifacts, layout
+from prodvid_core.errors import ProdvidError
 from prodvid_core.frames import FrameSet, load_frame_set
 from prodvid_core.storage import ObjectStore
 from prodvid_dagster.resources import StoreResource
@@ -80,6 +82,16 @@ def _asset_name(context: dg.OutputContext | dg.InputContext) -> str:
     return name
 
 
+@contextlib.contextmanager
+def _one_line() -> Iterator[None]:
+    """A store that fails (once botocore's retries are spent) fails the step with its one line, which names
+    the SKU and the object's key, rather than under Dagster's "Error occurred while handling output"."""
+    try:
+        yield
+    except ProdvidError as e:
+        raise dg.Failure(description=str(e)) from e
+
+
 class ObjectStoreIOManager(dg.ConfigurableIOManager):
     """Stores and loads prodvid's assets as files in the object store (see the module docstring)."""
 
@@ -94,10 +106,12 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
                 f"Asset {name!r} must return a dict keyed by the step's SKUs {sorted(skus)}, got {got}."
             )
         store = self.store.open()
-        for sku in skus:
-            _SAVE[name](store, sku, obj[sku])
+        with _one_line():
+            for sku in skus:
+                _SAVE[name](store, sku, obj[sku])
 
     def load_input(self, context: dg.InputContext) -> dict:
         name = _asset_name(context)
         store = self.store.open()
-        return {sku: _LOAD[name](store, sku) for sku in context.asset_partition_keys}
+        with _one_line():
+            return {sku: _LOAD[name](store, sku) for sku in context.asset_partition_keys}
