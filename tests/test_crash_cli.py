@@ -1,0 +1,162 @@
+"""Crash consistency of `prodvid generate`, measured: a real subprocess SIGKILLed at seeded random moments.
+
+Each trial runs the command in a store of its own and kills its process group with SIGKILL after a moment
+drawn uniformly over an uninterrupted run's duration, so kills land during imports, the canvas, the hero
+image, the frames' diffusion calls and world writes, and the video's encoding. Then:
+
+1. nothing partial is stored under a final name, and the manifest agrees with the stored objects
+   (`crashcheck.store_problems`);
+2. the same command run again exits 0, and every file it leaves is byte for byte the one an uninterrupted
+   run stores.
+
+Trials come in three kinds, in turn: a fresh store, a fresh store with `--keep-frames`, and a store that
+holds an earlier run of the SKU with another seed and kept frame PNGs (the re-run a catalog team makes).
+`PRODVID_CRASH_TRIALS` sets the count (2 by default, for CI; docs/reliability.md has the full count),
+`PRODVID_CRASH_SEED` the seed, `PRODVID_CRASH_LOG` a file that gets one JSON line per trial.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pytest
+
+from crashcheck import SEED, final_files, log_trial, phase, store_problems, temp_files
+from prodvid_core.run import Settings
+from prodvid_core.sample import sample_photo_bytes
+
+pytestmark = pytest.mark.crash
+
+TRIALS = int(os.environ.get("PRODVID_CRASH_TRIALS", "2"))
+SKU = "CRASH-1"
+# 320x192, 16 frames panning 60% of the width: 6 diffusion calls after the hero image, ~10 s on 2 CPU cores
+ARGS = [
+    "--preset", "tiny", "--device", "cpu", "--format", "320x192", "--steps", "2", "--seed", "5",
+    "--prompt", "a bottle on a wooden table", "--camera", '{"path": "pan", "distance": [-0.6, -0.2]}',
+    "--num-frames", "16", "--fps", "12", "--lookahead", "16",
+]  # fmt: skip
+KINDS = ("fresh", "over an earlier run", "keep frames")
+TIMEOUT = 300
+
+
+def _env() -> dict[str, str]:
+    """This environment without the PRODVID_* settings a developer may have set (they would change what is
+    made), one OpenMP thread (steadier timings on a busy machine)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for f in fields(Settings):
+        env.pop(f"PRODVID_{f.name.upper()}", None)
+    for name in ("PRODVID_STORE", "PRODVID_PRESET", "PRODVID_S3_ENDPOINT_URL"):
+        env.pop(name, None)
+    return env
+
+
+def _command(photo: Path, store: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "prodvid_core.cli", "generate", SKU, "--image", str(photo),
+            "--store", str(store), *ARGS, *extra]  # fmt: skip
+
+
+def _run(cmd: list[str]) -> float:
+    """Run to the end; its wall-clock seconds."""
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return time.monotonic() - start
+
+
+@dataclass
+class Reference:
+    """An uninterrupted run of one kind of trial: the store it leaves and how long it took."""
+
+    files: dict[str, bytes]
+    seconds: float
+
+
+class References:
+    """Uninterrupted runs, made once per kind the trials ask for (`--keep-frames` stores more files)."""
+
+    def __init__(self, root: Path, photo: Path):
+        self.root, self.photo, self.made = root, photo, {}
+
+    def extra(self, kind: str) -> list[str]:
+        return ["--keep-frames"] if kind == "keep frames" else []
+
+    def get(self, kind: str) -> Reference:
+        key = "keep" if kind == "keep frames" else "plain"
+        if key not in self.made:
+            store = self.root / key
+            seconds = _run(_command(self.photo, store, *self.extra(kind)))
+            self.made[key] = Reference(final_files(store), seconds)
+        return self.made[key]
+
+    def earlier(self) -> Path:
+        """A store holding an earlier run of the SKU: another seed, every frame kept as a PNG."""
+        store = self.root / "earlier"
+        if not store.exists():
+            _run(_command(self.photo, store, "--seed", "6", "--keep-frames"))
+        return store
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory) -> References:
+    root = tmp_path_factory.mktemp("crash-cli")
+    photo = root / "bottle.png"
+    photo.write_bytes(sample_photo_bytes(size=(300, 400)))
+    return References(root, photo)
+
+
+def _kill_at(cmd: list[str], moment: float) -> bool:
+    """Start `cmd`, SIGKILL its process group `moment` seconds later; whether it was still running."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=_env()
+    )
+    try:
+        proc.wait(timeout=moment)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # ffmpeg, when encoding, dies with it
+        proc.wait(timeout=30)
+        return True
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_sigkilled_generate_leaves_a_consistent_store_and_resumes_byte_identical(trial, references, tmp_path):
+    start = time.monotonic()
+    rng = random.Random(f"{SEED}-cli-{trial}")
+    kind = KINDS[trial % len(KINDS)]
+    reference = references.get(kind)
+    store = tmp_path / "store"
+    if kind == "over an earlier run":
+        shutil.copytree(references.earlier(), store)
+    cmd = _command(references.photo, store, *references.extra(kind))
+
+    # 1. Kill at a moment drawn over an uninterrupted run's duration
+    fraction, since = rng.random(), time.time()
+    killed = _kill_at(cmd, fraction * reference.seconds)
+    where, temps = phase(store, SKU, since), temp_files(store)
+    problems = store_problems(store)
+    record = {"harness": "cli", "seed": SEED, "trial": trial, "kind": kind, "fraction": round(fraction, 3),
+              "killed": killed, "phase": where, "temp_files": len(temps)}  # fmt: skip
+    record["problems_after_kill"] = problems
+    try:
+        assert not problems, f"trial {trial} ({kind}), killed at {fraction:.2f} in {where}: {problems}"
+
+        # 2. The same command again: it finishes, and stores what an uninterrupted run stores
+        _run(cmd)
+        resumed = final_files(store)
+        record["problems_after_rerun"] = problems = store_problems(store)
+        record["differing"] = differing = sorted(
+            k for k in resumed.keys() | reference.files.keys() if resumed.get(k) != reference.files.get(k)
+        )
+        assert not problems, f"trial {trial}: after the re-run: {problems}"
+        assert not differing, f"trial {trial} ({kind}), killed at {fraction:.2f} in {where}: {differing}"
+    finally:
+        record["seconds"] = round(time.monotonic() - start, 1)
+        log_trial(record)
