@@ -153,3 +153,33 @@ def log_trial(record: dict) -> None:
     if path := os.environ.get("PRODVID_CRASH_LOG"):
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def summary(lines: list[dict]) -> str:
+    """The figures of a `PRODVID_CRASH_LOG` file: trials, kills by phase, objects lost or corrupted."""
+    killed = [r for r in lines if r["killed"]]
+    phases: dict[str, int] = {}
+    for r in killed:
+        where = r["phase"].split(" ")[0] if r["phase"].startswith("frames") else r["phase"]
+        if r.get("step"):
+            where = f"{r['step']} step, {where}"
+        phases[where] = phases.get(where, 0) + 1
+    checks = ("problems_after_kill", "problems_after_rerun", "problems_after_retry", "differing")
+    bad = [r for r in lines if any(r.get(c) for c in checks) or "differing" not in r]  # or never compared
+    seconds = sorted(r["seconds"] for r in lines)
+    median = seconds[len(seconds) // 2]
+    return "\n".join(
+        [
+            f"trials: {len(lines)}, killed mid-run: {len(killed)} (the others had finished: exit)",
+            "kills by phase: " + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())),
+            f"temp files left by killed writes: {sum(r['temp_files'] for r in lines)}",
+            f"trials with an object lost, partial, inconsistent or differing after the re-run: {len(bad)}",
+            f"seconds per trial: median {median}, max {seconds[-1]}, total {sum(seconds):.0f}",
+        ]
+    )
+
+
+if __name__ == "__main__":  # python tests/crashcheck.py build/crash-cli.jsonl
+    import sys
+
+    print(summary([json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines() if line]))

@@ -3,8 +3,8 @@
 `dagster dev` with the shipped dagster.yaml (test_dg_dev's fixture): its code server starts each run in a run
 worker process (the default run launcher), and when that process dies, marks the run failed; the shipped
 `run_retries` then re-execute it from failure. Each trial launches the SKU's partition into a store of its
-own (the `store` resource's config), finds the run worker's pid in the run's "Started process for run"
-event, and kills it with SIGKILL after a moment drawn uniformly over an uninterrupted run's duration. Then:
+own (the `store` resource's config), finds the run worker's pid in the run's first engine event, and kills
+it with SIGKILL after a moment drawn uniformly over an uninterrupted run's duration. Then:
 
 1. right after the kill, nothing partial is stored under a final name and the manifest agrees with the
    stored objects (`crashcheck.store_problems`, on a copy taken before the retry starts);
@@ -49,7 +49,7 @@ LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams:
 ADD_PARTITION = """mutation($key: String!, $repo: RepositorySelector!) {
   addDynamicPartition(partitionsDefName: "sku", partitionKey: $key, repositorySelector: $repo) {
     __typename } }"""
-PID = re.compile(r"Started process for run \(pid: (\d+)\)")
+PID = re.compile(r"(?:Started process for run|Executing steps in process) \(pid: (\d+)\)")
 
 
 def _launch(dev, store: Path) -> str:
@@ -73,7 +73,8 @@ def _launch(dev, store: Path) -> str:
 
 
 def _worker_pid(dev, run_id: str) -> int | None:
-    """The run worker's pid, from the event its process logs first."""
+    """The run worker's pid, from the first event its process logs (the in-process executor runs every step
+    in it)."""
     for event in dev.instance.all_logs(run_id):
         if match := PID.search(event.user_message or ""):
             return int(match.group(1))
