@@ -5,6 +5,7 @@ writing, so nothing after it runs, as with SIGKILL."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -19,7 +20,7 @@ from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
 
 SKU = "POINT-1"
-SETTINGS = Settings(format="192x128", steps=2, device="cpu", lookahead=16).with_preset("tiny")
+SETTINGS = Settings(format="128x96", steps=2, device="cpu", lookahead=16).with_preset("tiny")
 PHOTO = sample_photo_bytes(size=(300, 400))
 
 
@@ -48,7 +49,7 @@ class DiesBefore(LocalStore):
 def _brief(seed: int):
     camera = {"path": "pan", "distance": [-0.5, 0]}
     return parse_brief(
-        {"prompt": "a bottle on a table", "seed": seed, "num_frames": 6, "camera": camera}, sku=SKU
+        {"prompt": "a bottle on a table", "seed": seed, "num_frames": 4, "camera": camera}, sku=SKU
     )
 
 
@@ -88,8 +89,6 @@ def earlier(tmp_path_factory):
     ],
 )
 def test_a_crash_over_an_earlier_run_leaves_a_consistent_store(key, delete, earlier, tmp_path):
-    import shutil
-
     earlier_root, expected = earlier
     shutil.copytree(earlier_root, tmp_path / "store")
     with pytest.raises(Died):
