@@ -1,16 +1,17 @@
 """Crash consistency of `prodvid generate`, measured: a real subprocess SIGKILLed at seeded random moments.
 
-Each trial runs the command in a store of its own and kills its process group with SIGKILL after a moment
-drawn uniformly over an uninterrupted run's duration, so kills land during imports, the canvas, the hero
-image, the frames' diffusion calls and world writes, and the video's encoding. Then:
+Each trial runs the command in a store of its own and kills its process group with SIGKILL at a moment
+drawn uniformly (seeded) within one phase of an uninterrupted run, the phases in turn: imports, checks and
+canvas; the hero image; the frames' diffusion calls and world writes; the video's encoding. A run's phases
+are timed from the files it stores. Then:
 
 1. nothing partial is stored under a final name, and the manifest agrees with the stored objects
    (`crashcheck.store_problems`);
 2. the same command run again exits 0, and every file it leaves is byte for byte the one an uninterrupted
    run stores.
 
-Trials come in three kinds, in turn: a fresh store, a fresh store with `--keep-frames`, and a store that
-holds an earlier run of the SKU with another seed and kept frame PNGs (the re-run a catalog team makes).
+Trials come in three kinds, in turn: a fresh store; a store that holds an earlier run of the SKU with
+another seed and kept frame PNGs (the re-run a catalog team makes); a fresh store with `--keep-frames`.
 `PRODVID_CRASH_TRIALS` sets the count (2 by default, for CI; docs/reliability.md has the full count),
 `PRODVID_CRASH_SEED` the seed, `PRODVID_CRASH_LOG` a file that gets one JSON line per trial.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from crashcheck import SEED, final_files, log_trial, phase, store_problems, temp_files
+from prodvid_core import layout
 from prodvid_core.run import Settings
 from prodvid_core.sample import sample_photo_bytes
 
@@ -44,6 +46,8 @@ ARGS = [
     "--num-frames", "16", "--fps", "12", "--lookahead", "16",
 ]  # fmt: skip
 KINDS = ("fresh", "over an earlier run", "keep frames")
+# the phases aimed at, in turn: with KINDS, every kind is killed in every phase once in 12 trials
+PHASES = ("frames", "hero", "video", "start")
 TIMEOUT = 300
 
 
@@ -73,10 +77,26 @@ def _run(cmd: list[str]) -> float:
 
 @dataclass
 class Reference:
-    """An uninterrupted run of one kind of trial: the store it leaves and how long it took."""
+    """An uninterrupted run of one kind of trial: the store it leaves, and when (seconds after its start)
+    each phase of `PHASES` began and ended."""
 
     files: dict[str, bytes]
-    seconds: float
+    phases: dict[str, tuple[float, float]]
+
+
+def _phases(store: Path, start: float, end: float) -> dict[str, tuple[float, float]]:
+    """The phases of a finished run, from the mtimes of the files it wrote (each write is a new file, so its
+    mtime is when it was stored): imports, checks and the canvas until the mask is stored; the hero image
+    (model load, painting) until its sidecar; the frames (model load, calls, world checkpoints) until the
+    manifest's last write; the video's encoding until its sidecar."""
+
+    def at(key: str) -> float:
+        return (store / key).stat().st_mtime - start
+
+    mask, hero = at(layout.mask_png(SKU)), at(layout.hero_json(SKU))
+    frames, video = at(layout.frames_manifest(SKU)), at(layout.video_json(SKU))
+    return {"start": (0, mask), "hero": (mask, hero), "frames": (hero, frames), "video": (frames, video),
+            "exit": (video, end - start)}  # fmt: skip
 
 
 class References:
@@ -91,9 +111,9 @@ class References:
     def get(self, kind: str) -> Reference:
         key = "keep" if kind == "keep frames" else "plain"
         if key not in self.made:
-            store = self.root / key
-            seconds = _run(_command(self.photo, store, *self.extra(kind)))
-            self.made[key] = Reference(final_files(store), seconds)
+            store, start = self.root / key, time.time()
+            _run(_command(self.photo, store, *self.extra(kind)))
+            self.made[key] = Reference(final_files(store), _phases(store, start, time.time()))
         return self.made[key]
 
     def earlier(self) -> Path:
@@ -137,16 +157,18 @@ def test_sigkilled_generate_leaves_a_consistent_store_and_resumes_byte_identical
         shutil.copytree(references.earlier(), store)
     cmd = _command(references.photo, store, *references.extra(kind))
 
-    # 1. Kill at a moment drawn over an uninterrupted run's duration
-    fraction, since = rng.random(), time.time()
-    killed = _kill_at(cmd, fraction * reference.seconds)
+    # 1. Kill at a moment drawn in one phase of an uninterrupted run, the phases in turn
+    aim = PHASES[trial % len(PHASES)]
+    begin, end = reference.phases[aim]
+    moment, since = rng.uniform(begin, end), time.time()
+    killed = _kill_at(cmd, moment)
     where, temps = phase(store, SKU, since), temp_files(store)
     problems = store_problems(store)
-    record = {"harness": "cli", "seed": SEED, "trial": trial, "kind": kind, "fraction": round(fraction, 3),
-              "killed": killed, "phase": where, "temp_files": len(temps)}  # fmt: skip
+    record = {"harness": "cli", "seed": SEED, "trial": trial, "kind": kind, "aim": aim, "killed": killed,
+              "moment": round(moment, 2), "phase": where, "temp_files": len(temps)}  # fmt: skip
     record["problems_after_kill"] = problems
     try:
-        assert not problems, f"trial {trial} ({kind}), killed at {fraction:.2f} in {where}: {problems}"
+        assert not problems, f"trial {trial} ({kind}), killed at {moment:.1f} s in {where}: {problems}"
 
         # 2. The same command again: it finishes, and stores what an uninterrupted run stores
         _run(cmd)
@@ -156,7 +178,7 @@ def test_sigkilled_generate_leaves_a_consistent_store_and_resumes_byte_identical
             k for k in resumed.keys() | reference.files.keys() if resumed.get(k) != reference.files.get(k)
         )
         assert not problems, f"trial {trial}: after the re-run: {problems}"
-        assert not differing, f"trial {trial} ({kind}), killed at {fraction:.2f} in {where}: {differing}"
+        assert not differing, f"trial {trial} ({kind}), killed at {moment:.1f} s in {where}: {differing}"
     finally:
         record["seconds"] = round(time.monotonic() - start, 1)
         log_trial(record)
