@@ -1,9 +1,10 @@
 """Crash consistency of `prodvid generate`, measured: a real subprocess SIGKILLed at seeded random moments.
 
 Each trial runs the command in a store of its own and kills its process group with SIGKILL at a moment
-drawn uniformly (seeded) within one phase of an uninterrupted run, the phases in turn: imports, checks and
-canvas; the hero image; the frames' diffusion calls and world writes; the video's encoding. A run's phases
-are timed from the files it stores. Then:
+drawn uniformly (seeded) within one phase, the phases in turn: imports, checks and canvas; the hero image;
+the frames' diffusion calls and world writes; the video's encoding. The moment is counted from the file
+that begins the phase, over the phase's length in an uninterrupted run (timed from the files it stores).
+Then:
 
 1. nothing partial is stored under a final name, and the manifest agrees with the stored objects
    (`crashcheck.store_problems`);
@@ -18,6 +19,7 @@ another seed and kept frame PNGs (the re-run a catalog team makes); a fresh stor
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -132,13 +134,39 @@ def references(tmp_path_factory) -> References:
     return References(root, photo)
 
 
-def _kill_at(cmd: list[str], moment: float) -> bool:
-    """Start `cmd`, SIGKILL its process group `moment` seconds later; whether it was still running."""
+# What a run has stored when each phase begins (`_phases`)
+STARTS = {"hero": layout.mask_png(SKU), "frames": layout.hero_json(SKU), "video": layout.frames_manifest(SKU)}
+
+
+def _begun(store: Path, aim: str, since: float) -> bool:
+    """Whether the run started at `since` has begun phase `aim` (written the file that begins it)."""
+    if aim == "start":
+        return True
+    try:
+        path = store / STARTS[aim]
+        if path.stat().st_mtime < since:
+            return False  # an earlier run's
+        if aim == "video":
+            manifest = json.loads(path.read_bytes())
+            return len(manifest["frames"]) == manifest["num_frames"]
+    except (FileNotFoundError, ValueError):  # not yet, or replaced while read
+        return False
+    return True
+
+
+def _kill_in(cmd: list[str], store: Path, aim: str, delay: float) -> bool:
+    """Start `cmd`, wait until it begins phase `aim`, SIGKILL its process group `delay` seconds later;
+    whether it was still running then. Timing from the phase's start, not the run's, keeps the kill in the
+    phase aimed at although the load on the machine changes a run's pace."""
+    since = time.time()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=_env()
     )
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and not _begun(store, aim, since) and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
-        proc.wait(timeout=moment)
+        proc.wait(timeout=delay)
         return False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # ffmpeg, when encoding, dies with it
@@ -157,18 +185,19 @@ def test_sigkilled_generate_leaves_a_consistent_store_and_resumes_byte_identical
         shutil.copytree(references.earlier(), store)
     cmd = _command(references.photo, store, *references.extra(kind))
 
-    # 1. Kill at a moment drawn in one phase of an uninterrupted run, the phases in turn
+    # 1. Kill at a moment drawn within one phase of an uninterrupted run, the phases in turn
     aim = PHASES[trial % len(PHASES)]
     begin, end = reference.phases[aim]
-    moment, since = rng.uniform(begin, end), time.time()
-    killed = _kill_at(cmd, moment)
+    delay, since = rng.uniform(0, end - begin), time.time()
+    killed = _kill_in(cmd, store, aim, delay)
     where, temps = phase(store, SKU, since), temp_files(store)
     problems = store_problems(store)
     record = {"harness": "cli", "seed": SEED, "trial": trial, "kind": kind, "aim": aim, "killed": killed,
-              "moment": round(moment, 2), "phase": where, "temp_files": len(temps)}  # fmt: skip
+              "delay": round(delay, 2), "phase": where, "temp_files": len(temps)}  # fmt: skip
     record["problems_after_kill"] = problems
     try:
-        assert not problems, f"trial {trial} ({kind}), killed at {moment:.1f} s in {where}: {problems}"
+        killed_in = f"trial {trial} ({kind}), killed {delay:.1f} s into {aim}, in {where}"
+        assert not problems, f"{killed_in}: {problems}"
 
         # 2. The same command again: it finishes, and stores what an uninterrupted run stores
         _run(cmd)
@@ -178,7 +207,7 @@ def test_sigkilled_generate_leaves_a_consistent_store_and_resumes_byte_identical
             k for k in resumed.keys() | reference.files.keys() if resumed.get(k) != reference.files.get(k)
         )
         assert not problems, f"trial {trial}: after the re-run: {problems}"
-        assert not differing, f"trial {trial} ({kind}), killed at {moment:.1f} s in {where}: {differing}"
+        assert not differing, f"{killed_in}: {differing}"
     finally:
         record["seconds"] = round(time.monotonic() - start, 1)
         log_trial(record)
