@@ -4,7 +4,8 @@
 worker process (the default run launcher), and when that process dies, marks the run failed; the shipped
 `run_retries` then re-execute it from failure. Each trial launches the SKU's partition into a store of its
 own (the `store` resource's config), finds the run worker's pid in the run's first engine event, and kills
-it with SIGKILL after a moment drawn uniformly over an uninterrupted run's duration. Then:
+it with SIGKILL in a step, the steps in turn: after a moment drawn uniformly (seeded) over that step's
+length in an uninterrupted run, counted from the step's STEP_START event. Then:
 
 1. right after the kill, nothing partial is stored under a final name and the manifest agrees with the
    stored objects (`crashcheck.store_problems`, on a copy taken before the retry starts);
@@ -49,6 +50,7 @@ LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams:
 ADD_PARTITION = """mutation($key: String!, $repo: RepositorySelector!) {
   addDynamicPartition(partitionsDefName: "sku", partitionKey: $key, repositorySelector: $repo) {
     __typename } }"""
+STEPS = ("frames", "hero_image", "video", "expanded_canvas")  # aimed at in turn
 PID = re.compile(r"(?:Started process for run|Executing steps in process) \(pid: (\d+)\)")
 
 
@@ -101,20 +103,37 @@ def _start(dev, store: Path) -> tuple[str, int]:
     return run_id, pid
 
 
+def _step_seconds(dev, run_id: str) -> dict[str, float]:
+    """How long each step of a finished run took, from its STEP_START and STEP_SUCCESS events."""
+    began, took = {}, {}
+    for event in dev.instance.all_logs(run_id):
+        kind = event.dagster_event_type.value if event.dagster_event_type else ""
+        if kind == "STEP_START":
+            began[event.step_key] = event.timestamp
+        elif kind == "STEP_SUCCESS":
+            took[event.step_key] = event.timestamp - began[event.step_key]
+    return took
+
+
+def _step_started(dev, run_id: str, step: str) -> bool:
+    return any(
+        e.step_key == step and e.dagster_event_type and e.dagster_event_type.value == "STEP_START"
+        for e in dev.instance.all_logs(run_id)
+    )
+
+
 @pytest.fixture(scope="module")
 def reference(
     dagster_dev,  # noqa: F811 (the fixture imported above)
     tmp_path_factory,
-) -> tuple[dict[str, bytes], float]:
-    """An uninterrupted run of the partition: the files it stores, and its worker's seconds."""
+) -> tuple[dict[str, bytes], dict[str, float]]:
+    """An uninterrupted run of the partition: the files it stores, and how long each step took."""
     store = tmp_path_factory.mktemp("dg-crash-reference") / "store"
     run_id, _ = _start(dagster_dev, store)
-    start = time.monotonic()
     status = wait_for(lambda: finished(dagster_dev.port, run_id), 300, "the reference run", dagster_dev.proc,
                       dagster_dev.log, every=0.1)  # fmt: skip
-    seconds = time.monotonic() - start
     assert status == "SUCCESS", dagster_dev.log.read_text()[-4000:]
-    return final_files(store), seconds
+    return final_files(store), _step_seconds(dagster_dev, run_id)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
@@ -124,15 +143,22 @@ def test_sigkilled_run_worker_leaves_a_consistent_store_and_the_retry_is_byte_id
     reference,
     tmp_path,
 ):
-    dev, (expected, seconds) = dagster_dev, reference
+    dev, (expected, steps) = dagster_dev, reference
     start, rng = time.monotonic(), random.Random(f"{SEED}-dagster-{trial}")
     store = tmp_path / "store"
 
-    # 1. Kill the run worker at a moment drawn over an uninterrupted run's duration
+    # 1. Kill the run worker at a moment drawn within one step (the steps in turn) of an uninterrupted run,
+    #    counted from the step's start
+    aim = STEPS[trial % len(STEPS)]
     since = time.time()
     run_id, pid = _start(dev, store)
-    fraction = rng.random()
-    time.sleep(fraction * seconds)
+
+    def begun() -> bool:
+        return _step_started(dev, run_id, aim) or finished(dev.port, run_id) is not None
+
+    wait_for(begun, 300, f"step {aim}", dev.proc, dev.log, every=0.05)
+    delay = rng.uniform(0, steps[aim])
+    time.sleep(delay)
     killed = finished(dev.port, run_id) is None
     if killed:
         os.kill(pid, signal.SIGKILL)
@@ -140,12 +166,13 @@ def test_sigkilled_run_worker_leaves_a_consistent_store_and_the_retry_is_byte_id
     snapshot = tmp_path / "after-kill"
     shutil.copytree(store, snapshot)  # the retry starts seconds later, after the worker's death is seen
     where = stored_phase(store, SKU, since)
-    record = {"harness": "dagster", "seed": SEED, "trial": trial, "fraction": round(fraction, 3),
+    record = {"harness": "dagster", "seed": SEED, "trial": trial, "aim": aim, "delay": round(delay, 2),
               "killed": killed, "step": _running_step(dev, run_id), "phase": where,
               "temp_files": sum(p.name.startswith(".") for p in snapshot.rglob("*"))}  # fmt: skip
     try:
         record["problems_after_kill"] = problems = store_problems(snapshot)
-        assert not problems, f"trial {trial}, killed at {fraction:.2f} in {record['step']}: {problems}"
+        killed_in = f"trial {trial}, killed {delay:.1f} s into step {aim}, in {record['step']}"
+        assert not problems, f"{killed_in}: {problems}"
 
         # 2. The code server marks the run failed; the shipped run_retries re-execute it from failure
         status = wait_for(lambda: finished(dev.port, run_id), 120, "the run to fail", dev.proc, dev.log)
@@ -160,7 +187,7 @@ def test_sigkilled_run_worker_leaves_a_consistent_store_and_the_retry_is_byte_id
             k for k in resumed.keys() | expected.keys() if resumed.get(k) != expected.get(k)
         )
         assert not problems, f"trial {trial}: after the retry: {problems}"
-        assert not differing, f"trial {trial}, killed at {fraction:.2f} in {record['step']}: {differing}"
+        assert not differing, f"{killed_in}: {differing}"
     finally:
         record["seconds"] = round(time.monotonic() - start, 1)
         log_trial(record)
