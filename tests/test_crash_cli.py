@@ -3,8 +3,8 @@
 Each trial runs the command in a store of its own and kills its process group with SIGKILL at a moment
 drawn uniformly (seeded) within one phase, the phases in turn: imports, checks and canvas; the hero image;
 the frames' diffusion calls and world writes; the video's encoding. The moment is counted from the file
-that begins the phase, over the phase's length in an uninterrupted run (timed from the files it stores).
-Then:
+that begins the phase, over the phase's length in an uninterrupted run (timed from the files it stores)
+scaled by the trial's own pace. Then:
 
 1. nothing partial is stored under a final name, and the manifest agrees with the stored objects
    (`crashcheck.store_problems`);
@@ -154,10 +154,11 @@ def _begun(store: Path, aim: str, since: float) -> bool:
     return True
 
 
-def _kill_in(cmd: list[str], store: Path, aim: str, delay: float) -> bool:
-    """Start `cmd`, wait until it begins phase `aim`, SIGKILL its process group `delay` seconds later;
-    whether it was still running then. Timing from the phase's start, not the run's, keeps the kill in the
-    phase aimed at although the load on the machine changes a run's pace."""
+def _kill_in(cmd: list[str], store: Path, aim: str, window: tuple[float, float], fraction: float) -> bool:
+    """Start `cmd`, SIGKILL its process group `fraction` of the way through phase `aim`; whether it was
+    still running then. The phase's length is the reference run's (`window`), scaled by this run's pace
+    (how long it took to begin the phase, against the reference), so that a machine busier or quieter
+    than during the reference still sees the kill in the phase aimed at."""
     since = time.time()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=_env()
@@ -165,8 +166,10 @@ def _kill_in(cmd: list[str], store: Path, aim: str, delay: float) -> bool:
     deadline = time.monotonic() + TIMEOUT
     while proc.poll() is None and not _begun(store, aim, since) and time.monotonic() < deadline:
         time.sleep(0.01)
+    begun = time.time() - since
+    pace = begun / window[0] if window[0] > 0 else 1.0
     try:
-        proc.wait(timeout=delay)
+        proc.wait(timeout=fraction * (window[1] - window[0]) * pace)
         return False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # ffmpeg, when encoding, dies with it
@@ -187,16 +190,15 @@ def test_sigkilled_generate_leaves_a_consistent_store_and_resumes_byte_identical
 
     # 1. Kill at a moment drawn within one phase of an uninterrupted run, the phases in turn
     aim = PHASES[trial % len(PHASES)]
-    begin, end = reference.phases[aim]
-    delay, since = rng.uniform(0, end - begin), time.time()
-    killed = _kill_in(cmd, store, aim, delay)
+    fraction, since = rng.random(), time.time()
+    killed = _kill_in(cmd, store, aim, reference.phases[aim], fraction)
     where, temps = phase(store, SKU, since), temp_files(store)
     problems = store_problems(store)
     record = {"harness": "cli", "seed": SEED, "trial": trial, "kind": kind, "aim": aim, "killed": killed,
-              "delay": round(delay, 2), "phase": where, "temp_files": len(temps)}  # fmt: skip
+              "fraction": round(fraction, 3), "phase": where, "temp_files": len(temps)}  # fmt: skip
     record["problems_after_kill"] = problems
     try:
-        killed_in = f"trial {trial} ({kind}), killed {delay:.1f} s into {aim}, in {where}"
+        killed_in = f"trial {trial} ({kind}), killed {fraction:.2f} into {aim}, in {where}"
         assert not problems, f"{killed_in}: {problems}"
 
         # 2. The same command again: it finishes, and stores what an uninterrupted run stores
