@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,7 @@ def summary(lines: list[dict]) -> str:
     return "\n".join(
         [
             f"trials: {len(lines)}, killed mid-run: {len(killed)} (the others had finished: exit)",
+            "aimed at: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.get("aim", "-") for r in lines).items())),
             "kills by phase: " + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())),
             f"temp files left by killed writes: {sum(r['temp_files'] for r in lines)}",
             f"trials with an object lost, partial, inconsistent or differing after the re-run: {len(bad)}",
