@@ -169,10 +169,11 @@ def summary(lines: list[dict]) -> str:
     bad = [r for r in lines if any(r.get(c) for c in checks) or "differing" not in r]  # or never compared
     seconds = sorted(r["seconds"] for r in lines)
     median = seconds[len(seconds) // 2]
+    aims = Counter(r.get("aim", "-") for r in lines)
     return "\n".join(
         [
             f"trials: {len(lines)}, killed mid-run: {len(killed)} (the others had finished: exit)",
-            "aimed at: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.get("aim", "-") for r in lines).items())),
+            "aimed at: " + ", ".join(f"{k} {v}" for k, v in sorted(aims.items())),
             "kills by phase: " + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())),
             f"temp files left by killed writes: {sum(r['temp_files'] for r in lines)}",
             f"trials with an object lost, partial, inconsistent or differing after the re-run: {len(bad)}",
