@@ -218,10 +218,6 @@ def test_killed_run_resumes_byte_identical(photo, tmp_path):
     # frames already stored are not painted again (one call more was checkpointed if the kill fell after it)
     assert 20 - reused <= calls <= 21 - reused
     resumed, expected = _files(broken), _files(whole)
-    for files in (resumed, expected):  # the hero's timing is the one thing allowed to differ
-        hero = json.loads(files.pop("hero_image/SKU-K.json"))
-        assert hero.pop("seconds") > 0
-        files["hero"] = hero
     assert resumed == expected
 
 
@@ -278,10 +274,6 @@ def test_killed_story_run_resumes_byte_identical_and_plays_at_1080x1920(photo, t
     kept_calls = plan["frames"][reused - 1]["call"] + 1  # the frames reused are those the kept calls complete
     assert kept_calls >= 1 and calls == total_calls - kept_calls
     resumed, expected = _files(broken), _files(whole)
-    for files in (resumed, expected):  # the hero's timing is the one thing allowed to differ
-        hero = json.loads(files.pop("hero_image/STORY-1.json"))
-        assert hero.pop("seconds") > 0
-        files["hero"] = hero
     for key in ("frames/STORY-1/world.png", "frames/STORY-1/manifest.json", "video/STORY-1.mp4"):
         assert resumed[key] == expected[key], key
     assert resumed == expected

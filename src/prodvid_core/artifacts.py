@@ -1,7 +1,9 @@
 """Each step's result as files a person can open (PNG, MP4, JSON), in DESIGN.md's layout, and back.
 
 The CLI and the Dagster IO manager both store through these functions, so the layout has one definition.
-The JSON sidecar is written after the file it describes: a sidecar present means its file is complete.
+A file with a JSON sidecar is replaced in three writes: the old sidecar is deleted, the file written, the
+new sidecar written. So a sidecar present always describes the file stored, also after a crash between
+them while an earlier run's files are replaced.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def _write_json(store: ObjectStore, key: str, data: dict) -> None:
     store.write_bytes(key, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
+def _write_described(store: ObjectStore, key: str, data: bytes, sidecar: str, meta: dict) -> None:
+    """Store `data` under `key` and `meta` (with its sha256) as its sidecar, in the order that keeps a stored
+    sidecar true at every moment (module docstring)."""
+    store.delete(sidecar)
+    store.write_bytes(key, data)
+    _write_json(store, sidecar, {**meta, "sha256": sha256(data)})
+
+
 def _read_png(store: ObjectStore, key: str) -> Image.Image:
     image = Image.open(io.BytesIO(store.read_bytes(key)))
     image.load()
@@ -58,9 +68,9 @@ def _read_png(store: ObjectStore, key: str) -> Image.Image:
 
 
 def save_canvas(store: ObjectStore, sku: str, canvas: Canvas) -> list[str]:
-    data = png_bytes(canvas.image)
-    store.write_bytes(layout.canvas_png(sku), data)
-    _write_json(store, layout.canvas_json(sku), {**canvas.metadata(), "sha256": sha256(data)})
+    _write_described(
+        store, layout.canvas_png(sku), png_bytes(canvas.image), layout.canvas_json(sku), canvas.metadata()
+    )
     return [layout.canvas_png(sku), layout.canvas_json(sku)]
 
 
@@ -83,10 +93,8 @@ def load_mask(store: ObjectStore, sku: str) -> Image.Image:
 
 
 def save_hero(store: ObjectStore, sku: str, hero: HeroResult, *, canvas_sha256: str = "") -> list[str]:
-    data = png_bytes(hero.image)
-    store.write_bytes(layout.hero_png(sku), data)
-    meta = {**hero.metadata(), "sha256": sha256(data), "canvas_sha256": canvas_sha256}
-    _write_json(store, layout.hero_json(sku), meta)
+    meta = {**hero.metadata(), "canvas_sha256": canvas_sha256}
+    _write_described(store, layout.hero_png(sku), png_bytes(hero.image), layout.hero_json(sku), meta)
     return [layout.hero_png(sku), layout.hero_json(sku)]
 
 
@@ -110,9 +118,8 @@ def hero_from(meta: dict, png: bytes, *, sku: str) -> HeroResult:
 
 
 def save_video(store: ObjectStore, sku: str, video: VideoResult, *, frames_sha256: str = "") -> list[str]:
-    store.write_bytes(layout.video_mp4(sku), video.data)
-    meta = {**video.metadata(), "sha256": sha256(video.data), "frames_sha256": frames_sha256}
-    _write_json(store, layout.video_json(sku), meta)
+    meta = {**video.metadata(), "frames_sha256": frames_sha256}
+    _write_described(store, layout.video_mp4(sku), video.data, layout.video_json(sku), meta)
     return [layout.video_mp4(sku), layout.video_json(sku)]
 
 

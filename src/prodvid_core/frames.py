@@ -265,15 +265,18 @@ class _Video:
         self.manifest["frames"] = reused
 
         # 2. Frame PNGs: keep those still valid (and asked for), delete the rest, write the missing ones.
-        #    They are renderings: nothing reads them back, so one stale for a moment after a crash is harmless
+        #    While they change, the stored manifest claims none (`keep_frames` false): a crash meanwhile
+        #    never leaves a manifest that lists a frame PNG deleted or not yet written
         pngs = [k for k in self.store.list(layout.frames_prefix(self.sku)) if _is_frame_png(k)]
         trusted = self._trusted_pngs(stored, reused) & set(pngs)
-        for key in pngs:
-            if key not in trusted:
-                self.store.delete(key)
-        if self.keep_frames:
-            missing = [r["index"] for r in reused if layout.frame_png(self.sku, r["index"]) not in trusted]
-            list(pool.map(self._store_png, missing))
+        stale = [key for key in pngs if key not in trusted]
+        missing = [r["index"] for r in reused if layout.frame_png(self.sku, r["index"]) not in trusted]
+        missing = missing if self.keep_frames else []
+        if stored.get("keep_frames") and (stale or missing):
+            write_manifest(self.store, self.sku, {**self.manifest, "keep_frames": False})
+        for key in stale:
+            self.store.delete(key)
+        list(pool.map(self._store_png, missing))
 
         # 3. The manifest before the world: the frames listed are the ones both worlds render
         if stored or reused:

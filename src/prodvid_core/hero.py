@@ -35,8 +35,12 @@ class HeroResult:
     model_size: int | None = None  # the side the model painted at when overridden; None: its native one
 
     def metadata(self) -> dict:
+        """The sidecar's fields: how the image was made, not how long it took. The wall-clock `seconds`
+        would make a re-run after a crash store other bytes than an uninterrupted run (they are reported
+        in the run's log and Dagster metadata instead)."""
         meta = asdict(self)
         meta.pop("image")
+        meta.pop("seconds")
         meta["size"] = list(self.image.size)
         return meta
 

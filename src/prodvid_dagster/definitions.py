@@ -9,7 +9,10 @@ from prodvid_dagster.jobs import prodvid_job
 from prodvid_dagster.resources import ModelsResource, StoreResource
 from prodvid_dagster.sensors import inbox_sensor
 
-store = StoreResource()
+# Bound at launch, so the IO manager gets the run's `store` config too: a plain `StoreResource()` nested in
+# the IO manager keeps its own (empty) config, and a run configured with another location would store its
+# canvas and mask in $PRODVID_STORE and look for its hero image there (the crash harness found it).
+store = StoreResource.configure_at_launch()
 
 defs = dg.Definitions(
     assets=ASSETS,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from prodvid_core import artifacts, layout
 from prodvid_core.frames import load_frames, read_manifest
+from prodvid_core.storage import LocalStore
 from prodvid_core.verify import product_diff
 from prodvid_core.video import probe
 from prodvid_dagster.definitions import defs
@@ -263,3 +264,16 @@ def test_preview_stays_under_the_inline_limit(preview_source):
 
     noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     assert len(_preview(Image.fromarray(noise)).value) < 1000
+
+
+def test_a_store_location_in_the_run_config_is_the_io_managers_too(instance, store, tmp_path):
+    """A run configured with another store (the launchpad's `resources.store.config.location`) keeps every
+    file there: the IO manager, which stores the canvas and mask and confirms the rest, uses that store too,
+    not $PRODVID_STORE (it did not, and the run looked for its hero image in the wrong store)."""
+    other = LocalStore(tmp_path / "other")
+    drop_sku(other, SKU)
+    config = {"resources": {"store": {"config": {"location": str(other.root)}}}}
+    selection = [dg.AssetKey("expanded_canvas"), dg.AssetKey("mask")]  # no model needed
+    assert run_sku(instance, SKU, run_config=config, asset_selection=selection).success
+    assert {layout.canvas_png(SKU), layout.canvas_json(SKU), layout.mask_png(SKU)} <= set(other.list())
+    assert store.list() == []
