@@ -397,7 +397,9 @@ def _retries(session: botocore.session.Session) -> dict:
         attempts = session.get_config_variable("max_attempts")
     except ValueError:
         attempts = 0
-    mode = session.get_config_variable("retry_mode", methods=("env", "config")) or "standard"
+    # Not `get_config_variable("retry_mode")`: botocore 1.36 (boto3 1.36, our lowest) answers "legacy" when
+    # neither is set, so prodvid ran on legacy retries there (.ci/lowest found it).
+    mode = os.environ.get("AWS_RETRY_MODE") or session.get_scoped_config().get("retry_mode") or "standard"
     if attempts is not None and attempts < 1:
         raise StorageError(
             f"AWS_MAX_ATTEMPTS (or max_attempts in ~/.aws/config) must be a whole number, 1 or more, but is "
