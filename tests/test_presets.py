@@ -112,20 +112,23 @@ def test_preset_dir_concurrent_writers_agree(tmp_path: Path) -> None:
 
 
 _WRITE_TINY = """
-import sys
+import os, sys
 from prodvid_core import presets
+os.umask(0o022)
 print(presets.preset_dir("tiny-xl", sys.argv[1]))
 """
 
 
 def test_preset_dir_concurrent_processes_agree(tmp_path: Path) -> None:
-    """Two processes racing to write a preset: one rename wins, the other uses its folder."""
+    """Two processes racing to write a preset: one rename wins, the other uses its folder, which follows
+    the umask (0755 under 022) like every file prodvid stores."""
     command = [sys.executable, "-c", _WRITE_TINY, str(tmp_path)]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=180)[0].strip() for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
     assert outputs == [str(tmp_path / "tiny-xl-v1")] * 2
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-xl-v1"]
+    assert (tmp_path / "tiny-xl-v1").stat().st_mode & 0o777 == 0o755
     assert models.load_inpaint_pipeline(outputs[0], device="cpu").vae_scale_factor == 8
 
 

@@ -26,8 +26,8 @@ import collections
 import itertools
 import os
 import shutil
-import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -399,7 +399,9 @@ def _write_once(name: str, final: Path) -> None:
     """Write preset `name` beside `final` and rename it into place, unless another process wins."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        # Not mkdtemp, which makes 0700 whatever the umask: a cache shared by a team must be readable.
+        staging = final.parent / f".{final.name}-{uuid.uuid4().hex}"
+        staging.mkdir()
     except OSError as err:
         raise _unwritable(name, final, err) from err
     try:
