@@ -121,7 +121,8 @@ def dagster_dev(tmp_path_factory):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
                 try:
-                    proc.wait(timeout=30)
+                    # Seen to take 30 s and more after a killed run worker; the store is checked by then
+                    proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
