@@ -221,7 +221,7 @@ def _generate(args: argparse.Namespace) -> int:
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
     bar, reused, on_frame = _progress(checked.path.num_frames, f"{args.sku} frames")
     try:
-        result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame)
+        result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame, checked=checked)
     finally:
         bar.close()
     print(_summary(result, reused[args.sku]))
@@ -333,20 +333,22 @@ def _inbox(args: argparse.Namespace) -> int:
         skus = list(entries)
         for start in range(0, len(skus), INBOX_CHUNK):
             # 3. Each SKU's photo, 64 at a time before any of them is painted; then make the good ones
-            inputs = {}
+            inputs, checked = {}, {}
             for sku in skus[start : start + INBOX_CHUNK]:
                 photo, brief = store.read_bytes(entries[sku].photo_key), entries[sku].brief
                 try:
-                    checked = request.check_sku(sku, photo, brief, settings)
+                    checked[sku] = request.check_sku(sku, photo, brief, settings)
                 except ProdvidError as e:
                     bar.write(f"prodvid: error: {_one_line(e)}", file=sys.stderr)
                     bar.update(paths[sku].num_frames)
                     refused += 1
                     continue
-                for line in checked.warnings:
+                for line in checked[sku].warnings:
                     bar.write(f"prodvid: warning: {line}", file=sys.stderr)
                 inputs[sku] = photo, brief
-            made_now = generate_many(store, inputs, settings, on_frame=on_frame) if inputs else {}
+            made_now = (
+                generate_many(store, inputs, settings, on_frame=on_frame, checked=checked) if inputs else {}
+            )
             for sku, result in made_now.items():
                 bar.write(f"{_summary(result, reused[sku])} {store.url(layout.video_mp4(sku))}")
                 made += 1

@@ -180,8 +180,10 @@ def generate_sku(
     settings: Settings,
     *,
     on_frame: OnFrame | None = None,
+    checked: request.Checked | None = None,
 ) -> SkuResult:
-    """Make and store everything for one SKU: canvas, mask, hero image, frames and video.
+    """Make and store everything for one SKU: canvas, mask, hero image, frames and video (`checked`: as
+    in `generate_many`).
 
     Example:
         >>> store = LocalStore("prodvid-data")
@@ -190,7 +192,8 @@ def generate_sku(
         >>> result = generate_sku(store, "MUG-1", Path("mug.png").read_bytes(), brief, settings)
         >>> result.keys
     """
-    return generate_many(store, {sku: (photo, brief)}, settings, on_frame=on_frame)[sku]
+    done = {sku: checked} if checked is not None else None
+    return generate_many(store, {sku: (photo, brief)}, settings, on_frame=on_frame, checked=done)[sku]
 
 
 def generate_many(
@@ -199,14 +202,17 @@ def generate_many(
     settings: Settings,
     *,
     on_frame: OnFrame | None = None,
+    checked: dict[str, request.Checked] | None = None,
 ) -> dict[str, SkuResult]:
     """Make and store everything for many SKUs (photo bytes and brief each), each model loaded once.
 
     With `settings.batch_size` above 1 the SKUs share diffusion calls (README, "Many SKUs at once"). The
     whole request (every SKU id, camera path and photo, the models, the device: `request`) is checked
     before anything is stored or painted, so one bad input stops the run with its SKU named and nothing
-    made or changed; `prodvid inbox` checks each SKU first and leaves the bad ones out.
-    Each step stores its results before the next starts.
+    made or changed; `prodvid inbox` checks each SKU first and leaves the bad ones out. A caller that has
+    checked the request itself (the CLI does, before it imports torch) passes `checked`, each SKU's
+    `request.check_sku` result with `request.check_settings` passed, and the check is not done again: it
+    costs a canvas and a product mask per SKU. Each step stores its results before the next starts.
 
     Example:
         >>> briefs = {sku: parse_brief(data, sku=sku) for sku, data in briefs_json.items()}
@@ -215,8 +221,11 @@ def generate_many(
     """
     # 1. Check the whole request before anything is stored or any model loaded: SKU ids, camera paths at
     #    each SKU's format, photos (their canvases are made here), then the models and the device
-    checked = {sku: request.check_sku(sku, photo, brief, settings) for sku, (photo, brief) in inputs.items()}
-    request.check_settings(settings)
+    if checked is None:
+        checked = {
+            sku: request.check_sku(sku, photo, brief, settings) for sku, (photo, brief) in inputs.items()
+        }
+        request.check_settings(settings)
     canvases = {sku: (c.canvas, c.mask) for sku, c in checked.items()}
 
     # 2. Canvases and masks (cheap, made every time; stored for people and for Dagster)
