@@ -22,6 +22,7 @@ from prodvid_core import camera, canvas, mask, models, plan
 from prodvid_core.brief import Brief, prompt_warnings
 from prodvid_core.canvas import Canvas
 from prodvid_core.errors import StorageError, validate_sku
+from prodvid_core.formats import Framing
 from prodvid_core.settings import Settings, framing
 
 __all__ = ["Checked", "check_sku", "check_settings", "check_store", "make_canvas"]
@@ -41,6 +42,7 @@ class Checked:
     canvas: Canvas
     mask: Image.Image
     path: camera.CameraPath
+    framing: Framing
     warnings: list[str] = field(default_factory=list)
 
 
@@ -70,7 +72,7 @@ def check_sku(sku: str, photo: bytes, brief: Brief, settings: Settings) -> Check
     )
     expanded, product = make_canvas(photo, sku=sku, brief=brief, settings=settings)
     notes = prompt_warnings(brief, sku=sku) + canvas.photo_warnings(photo, expanded, sku=sku)
-    return Checked(sku, expanded, product, path, notes)
+    return Checked(sku, expanded, product, path, placed, notes)
 
 
 def check_settings(settings: Settings) -> None:

@@ -24,16 +24,15 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import canvas, formats, inbox, layout, request, resample
-from prodvid_core.brief import prompt_warnings
-from prodvid_core.canvas import Canvas, expand
+from prodvid_core import formats, inbox, layout, request, resample
+from prodvid_core.canvas import Canvas
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
 from prodvid_core.models import native_size
 from prodvid_core.render import load_frames
-from prodvid_core.run import Settings, framing, make_frames_batch, make_heroes, make_video
+from prodvid_core.run import Settings, make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
 from prodvid_dagster.partitions import sku_partitions
@@ -57,6 +56,10 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 GROUP = "prodvid"
 GPU_POOL = "gpu"
 FRAMES_RETRY = dg.RetryPolicy(max_retries=2, delay=2)
+# The metadata key of a failed first step that lists the SKUs that passed their checks, and the sensor that
+# runs them again (sensors.backfill_remainder_sensor).
+GOOD_SKUS = "good skus"
+REMAINDER_SENSOR = "backfill_remainder_sensor"
 _PARTITIONED = {
     "partitions_def": sku_partitions,
     "group_name": GROUP,
@@ -191,18 +194,48 @@ def _camera(value: str | None, sku: str) -> dict | None:
         ) from None
 
 
-def _check_camera(
-    context: dg.AssetExecutionContext, st: ObjectStore, sku: str, size: tuple[int, int]
-) -> None:
-    """Check the SKU's camera path (its brief with the frames step's run config) at its format now, in the
-    first step: a path out of bounds fails here, before the canvas, mask and hero image are stored, not
-    in `frames` after them."""
-    config = context.run.run_config.get("ops", {}).get("frames", {}).get("config", {})
-    brief = inbox.brief_with(
-        st, sku, require_prompt=False, camera=_camera(config.get("camera"), sku),
-        num_frames=config.get("num_frames"), seconds=config.get("seconds"), fps=config.get("fps"),
+def _brief(context: dg.AssetExecutionContext, st: ObjectStore, sku: str, config: CanvasConfig):
+    """The SKU's brief with this run's config of every step applied (the canvas's, the hero image's scene,
+    the frames' camera), so the first step can check the whole request before anything is stored."""
+    ops = context.run.run_config.get("ops", {})
+    scene = ops.get("hero_image", {}).get("config", {})
+    cam = ops.get("frames", {}).get("config", {})
+    return inbox.brief_with(
+        st, sku, format=config.format, anchor=config.anchor, fill=config.fill, margin=config.margin,
+        prompt=scene.get("prompt"), negative_prompt=scene.get("negative_prompt"), seed=scene.get("seed"),
+        camera=_camera(cam.get("camera"), sku), num_frames=cam.get("num_frames"), seconds=cam.get("seconds"),
+        fps=cam.get("fps"),
     )  # fmt: skip
-    brief.camera_path(sku, size)
+
+
+def _checked(
+    context: dg.AssetExecutionContext, st: ObjectStore, config: CanvasConfig, settings: Settings
+) -> dict[str, request.Checked]:
+    """Every SKU of the step checked (`request.check_sku`: id, brief, camera path, photo) before any is
+    stored. Dagster 1.13 cannot fail one partition of a step that covers many (dagster-io/dagster#17836), so
+    bad SKUs fail the step, each named on a line of its own, and the failure's metadata lists the SKUs that
+    passed: `backfill_remainder_sensor` runs those again without the bad ones."""
+    checked, bad = {}, {}
+    for sku in context.partition_keys:
+        try:
+            data = st.read_bytes(inbox.photo_key(st, sku))
+            checked[sku] = request.check_sku(sku, data, _brief(context, st, sku, config), settings)
+        except ProdvidError as e:
+            bad[sku] = str(e)
+    if not bad:
+        return checked
+    lines = list(bad.values())
+    if checked:
+        lines.append(
+            f"The other {len(checked)} SKU(s) of this run passed their checks and are run again without the "
+            f"bad one(s) by the sensor {REMAINDER_SENSOR}: {', '.join(list(checked)[:20])}"
+            + (" ..." if len(checked) > 20 else "")
+        )
+    raise dg.Failure(
+        description="\n".join(lines),
+        metadata={GOOD_SKUS: dg.MetadataValue.json(list(checked)), "bad skus": ", ".join(bad)},
+        allow_retries=False,
+    )
 
 
 @dg.asset(**_PARTITIONED, kinds={"pillow"})
@@ -211,42 +244,28 @@ def expanded_canvas(
 ) -> dict[str, Canvas]:
     """The product photo from the inbox, normalized and placed on a white canvas of the SKU's output
     format (`expanded_canvas/<SKU>.png` + placement JSON). The first step checks the whole request (models,
-    device, each SKU's camera path and photo) before anything of it is stored."""
+    device, and each SKU's brief with this run's config, camera path and photo) before anything is stored."""
     settings, st = _settings(models), store.open()
     with _user_errors():
         request.check_settings(settings)
-    out = {}
-    for sku in context.partition_keys:
-        start = time.perf_counter()
-        with _user_errors():
-            brief = inbox.brief_with(
-                st, sku, require_prompt=False, format=config.format, anchor=config.anchor,
-                fill=config.fill, margin=config.margin,
-            )  # fmt: skip
-            placed = framing(brief, settings)
-            _check_camera(context, st, sku, placed.size)
-            photo = inbox.photo_key(st, sku)
-            data = st.read_bytes(photo)
-            out[sku] = expand(
-                data, sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin, anchor=placed.anchor
-            )
-        for warning in canvas.photo_warnings(data, out[sku], sku=sku):
+    checked = _checked(context, st, config, settings)
+    for sku, ok in checked.items():
+        for warning in ok.warnings:
             context.log.warning(warning)
-        meta = out[sku].metadata()
+        placed = ok.framing
         context.add_asset_metadata(
             {
-                "preview": _preview(out[sku].image),
-                "photo": _where(st, photo),
+                "preview": _preview(ok.canvas.image),
+                "photo": _where(st, inbox.photo_key(st, sku)),
                 "format": placed.format.name,
-                "size": list(out[sku].image.size),
+                "size": list(ok.canvas.image.size),
                 "anchor": placed.anchor,
-                "placement": dg.MetadataValue.json(meta),
-                "seconds": round(time.perf_counter() - start, 3),
+                "placement": dg.MetadataValue.json(ok.canvas.metadata()),
                 "storage": _where(st, layout.canvas_png(sku)),
             },
             partition_key=sku,
         )
-    return out
+    return {sku: ok.canvas for sku, ok in checked.items()}
 
 
 @dg.asset(**_PARTITIONED, kinds={"pillow"})
@@ -290,9 +309,6 @@ def hero_image(
             )
             for sku in context.partition_keys
         }
-        for sku, brief in briefs.items():
-            for warning in prompt_warnings(brief, sku=sku):
-                context.log.warning(warning)
         made = make_heroes(
             st, {sku: (expanded_canvas[sku], mask[sku], briefs[sku]) for sku in briefs}, settings
         )

@@ -6,6 +6,7 @@ from prodvid_dagster.assets import ASSETS
 from prodvid_dagster.checks import CHECKS
 from prodvid_dagster.io_manager import ObjectStoreIOManager
 from prodvid_dagster.jobs import prodvid_job
+from prodvid_dagster.remainder import backfill_remainder_sensor
 from prodvid_dagster.resources import ModelsResource, StoreResource
 from prodvid_dagster.sensors import inbox_sensor
 
@@ -18,7 +19,7 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
     jobs=[prodvid_job],
-    sensors=[inbox_sensor],
+    sensors=[inbox_sensor, backfill_remainder_sensor],
     resources={"models": ModelsResource(), "store": store, "io_manager": ObjectStoreIOManager(store=store)},
     executor=dg.in_process_executor,
 )

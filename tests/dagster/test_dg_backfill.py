@@ -136,3 +136,59 @@ def test_batched_backfill_shares_diffusion_calls_and_keeps_products_exact(
     # the blocking exactness checks ran per SKU and passed
     per_sku = [e for e in result.get_asset_check_evaluations() if e.partition is not None]
     assert len(per_sku) == 12 and all(e.passed for e in per_sku)
+
+
+def test_bad_sku_in_a_backfill_fails_alone_and_the_others_are_run_again(instance, store, tmp_path):
+    """A bad SKU fails the shared first step before anything is stored; the remainder sensor requests the
+    SKUs that passed, cut into stretches of the partition order by the bad one, and those runs make them."""
+    skus = ["MUG-1", "MUG-2", "MUG-3", "MUG-4"]
+    short = {**BRIEF, "num_frames": 2}
+    briefs = {sku: short for sku in skus} | {
+        "MUG-2": {**short, "camera": {"path": "pan", "distance": [1e9, 0]}}
+    }
+    for sku in skus:
+        drop_sku(store, sku, briefs[sku])
+    instance.add_dynamic_partitions(sku_partitions.name, skus)
+    job = defs.resolve_job_def("prodvid")
+    tags = {"dagster/asset_partition_range_start": "MUG-1", "dagster/asset_partition_range_end": "MUG-4"}
+    failed = job.execute_in_process(instance=instance, tags={**tags, "team": "catalog"}, raise_on_error=False)
+
+    # 1. the first step failed naming the bad SKU and its field, and nothing of any SKU was stored
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "expanded_canvas"
+    lines = failure.step_failure_data.user_failure_data.description.splitlines()
+    assert lines[0].startswith("SKU MUG-2: ") and "distance" in lines[0]
+    assert "MUG-1, MUG-3, MUG-4" in lines[1]
+    assert [k for k in store.list() if not k.startswith("inbox/")] == []
+
+    # 2. the sensor asks for MUG-1 alone and MUG-3..MUG-4 as one range, with the failed run's own tags
+    run = instance.get_run_by_id(failed.run_id)
+    [run_failure] = [e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="backfill_remainder_sensor",
+        dagster_event=run_failure,
+        dagster_instance=instance,
+        dagster_run=run,
+    ).for_run_failure()
+    requests = list(defs.resolve_sensor_def("backfill_remainder_sensor")(context))
+    ranges = [
+        (
+            r.partition_key,
+            r.tags.get("dagster/asset_partition_range_start"),
+            r.tags.get("dagster/asset_partition_range_end"),
+        )
+        for r in requests
+    ]
+    assert ranges == [("MUG-1", None, None), (None, "MUG-3", "MUG-4")]
+    assert all(
+        r.tags["team"] == "catalog" and r.tags["prodvid/remainder_of"] == failed.run_id for r in requests
+    )
+    assert len({r.run_key for r in requests}) == 2
+
+    # 3. run as the daemon would: every SKU but the bad one is made
+    for r in requests:
+        run_tags = r.tags if r.partition_key is None else {**r.tags, "dagster/partition": r.partition_key}
+        assert job.execute_in_process(instance=instance, tags=run_tags, run_config=r.run_config).success
+    made = {k.split("/")[1].split(".")[0] for k in store.list() if k.startswith("video/")}
+    assert made == {"MUG-1", "MUG-3", "MUG-4"}

@@ -75,3 +75,18 @@ def test_a_bad_setting_fails_the_first_step_and_stores_nothing(instance, store, 
     assert step == "expanded_canvas" and "no-such-model" in message and "cannot be loaded" in message
     assert [k for k in store.list() if not k.startswith("inbox/")] == []
     assert not store.exists(layout.canvas_png("CUP-1"))
+
+
+def test_no_prompt_anywhere_fails_the_first_step_and_stores_nothing(instance, store):
+    """The prompt may come from the brief or from hero_image's run config; with neither, the first step
+    fails (it reads every step's config), not hero_image after the canvas and mask are stored."""
+    drop_sku(store, "CUP-1", {k: v for k, v in BRIEF.items() if k != "prompt"})
+    instance.add_dynamic_partitions(sku_partitions.name, ["CUP-1"])
+    job = defs.resolve_job_def("prodvid")
+    result = job.execute_in_process(partition_key="CUP-1", instance=instance, raise_on_error=False)
+    step, message = _failure(result)
+    assert step == "expanded_canvas" and "Failure: SKU CUP-1: no prompt" in message
+    assert [k for k in store.list() if not k.startswith("inbox/")] == []
+    # the same brief with the prompt in the launchpad's config of hero_image is made
+    scene = {"ops": {"hero_image": {"config": {"prompt": "a cup on a table"}}}}
+    assert job.execute_in_process(partition_key="CUP-1", instance=instance, run_config=scene).success
