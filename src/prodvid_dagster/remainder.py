@@ -50,7 +50,7 @@ def _passed(context: dg.RunFailureSensorContext) -> list[str]:
     name=REMAINDER_SENSOR,
     request_job=prodvid_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Runs again the SKUs of a failed backfill run that passed their checks, without the bad ones.",
+    description="Runs again the SKUs of a failed backfill run that passed their checks, not the bad ones.",
 )
 def backfill_remainder_sensor(context: dg.RunFailureSensorContext) -> Iterator[dg.RunRequest]:
     failed = context.dagster_run
