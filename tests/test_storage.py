@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 from fault_proxy import FaultProxy
 from prodvid_core.errors import StorageError
 from prodvid_core.layout import sku_of
-from prodvid_core.storage import S3_MAX_ATTEMPTS, LocalStore, ObjectStore, S3Store, open_store
+from prodvid_core.storage import (
+    S3_MAX_ATTEMPTS,
+    STALE_TEMP_SECONDS,
+    LocalStore,
+    ObjectStore,
+    S3Store,
+    open_store,
+)
 from s3_server import DUMMY_AWS_ENV, start_s3_server
 
 
@@ -142,6 +150,26 @@ def test_local_write_failing_midway_keeps_old_content(
         store.write_bytes("hero_image/A.png", b"new")
     assert store.read_bytes("hero_image/A.png") == b"old"
     assert [p.name for p in (tmp_path / "hero_image").iterdir()] == ["A.png"]  # no temp file left behind
+
+
+def test_local_rewrite_removes_the_stale_temp_files_a_killed_writer_left(tmp_path: Path) -> None:
+    """A kill between a write's open and its rename leaves `.<name>.<random>.tmp`; the next write of that
+    key deletes it once it is older than STALE_TEMP_SECONDS, and keeps a young one (a write in progress)
+    and the temp files of other keys."""
+    store = LocalStore(tmp_path)
+    folder = tmp_path / "hero_image"
+    folder.mkdir()
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    stale, young, other = (
+        folder / n for n in (".A.png.0a1b2c.tmp", ".A.png.3d4e5f.tmp", ".B.png.0a1b2c.tmp")
+    )
+    for path in (stale, young, other):
+        path.write_bytes(b"partial")
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    store.write_bytes("hero_image/A.png", b"whole")
+    assert sorted(p.name for p in folder.iterdir()) == [".A.png.3d4e5f.tmp", ".B.png.0a1b2c.tmp", "A.png"]
+    assert store.list() == ["hero_image/A.png"]
 
 
 def test_local_etag_changes_on_a_rewrite_within_one_timestamp_tick(tmp_path: Path) -> None:

@@ -7,10 +7,13 @@ leave storage consistent and lets a re-run trust what it finds.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import os
 import secrets
 import stat
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +41,8 @@ from prodvid_core.layout import sku_of
 __all__ = ["ObjectStore", "LocalStore", "S3Store", "open_store", "INBOX_PREFIX"]
 
 INBOX_PREFIX = "inbox/"
+# A write's temp file this old is a killed writer's leftover, not a write in progress (writes take seconds).
+STALE_TEMP_SECONDS = 3600
 
 
 def _is_plain(key: str) -> bool:
@@ -135,7 +140,8 @@ class LocalStore(ObjectStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """1. the bytes into a temp file beside the target, fsynced; 2. `os.replace` onto the target;
-        3. fsync of the folder, so the rename itself survives a power loss (ext4, XFS: one journal commit)."""
+        3. fsync of the folder, so the rename itself survives a power loss (ext4, XFS: one journal commit);
+        4. the temp files of this key that a killed writer left behind go (`_remove_stale_temps`)."""
         path = self._path(key)
         _make_folders(path.parent)
         tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -152,6 +158,7 @@ class LocalStore(ObjectStore):
             tmp.unlink(missing_ok=True)
             raise
         _fsync_folder(path.parent)
+        _remove_stale_temps(path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -188,6 +195,18 @@ class LocalStore(ObjectStore):
 
     def url(self, key: str) -> str:
         return str(self.root / _check_key(key))
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete the temp files `.<name>.<random>.tmp` of `path` older than `STALE_TEMP_SECONDS`: a writer
+    killed between its open and its rename (SIGKILL, power loss) leaves one, which every listing ignores but
+    which holds disk space. Only this key's are looked at, when the key is written again (a rerun of the
+    killed one); a younger one may be another process's write in progress, so it stays."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another writer
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
 
 
 def _make_folders(folder: Path) -> None:
