@@ -15,6 +15,7 @@ import dagster as dg
 from prodvid_dagster.assets import GOOD_SKUS, REMAINDER_SENSOR
 from prodvid_dagster.jobs import prodvid_job
 from prodvid_dagster.partitions import sku_partitions
+from prodvid_dagster.sensors import INTERVAL_SECONDS
 
 __all__ = ["backfill_remainder_sensor", "stretches"]
 
@@ -49,6 +50,7 @@ def _passed(context: dg.RunFailureSensorContext) -> list[str]:
 @dg.run_failure_sensor(
     name=REMAINDER_SENSOR,
     request_job=prodvid_job,
+    minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Runs again the SKUs of a failed backfill run that passed their checks, not the bad ones.",
 )
