@@ -1,0 +1,3 @@
+"""prodvid's definitions, one concept per module: `dg.load_from_defs_folder` (prodvid_dagster.definitions)
+loads every module here and merges what each holds: the assets, their checks, the `prodvid` job, the inbox
+sensor, and the resources every one of them is given."""
