@@ -133,7 +133,7 @@ def main() -> None:
         _fill(store, args.skus)
         print(f"inbox sensor from {Path(prodvid_dagster.__file__).parents[1]}, {args.skus} SKUs, local store")
         with dg.DagsterInstance.get() as instance:
-            cursor, requests, seconds = _first_tick(instance, defs)
+            cursor, requests, seconds = _first_tick(instance, defs())
             state = [k for k in store.list() if not k.startswith("inbox/")]
             sizes = {k: len(store.read_bytes(k)) for k in state}
             print(f"  first tick (sensor alone)    {seconds * 1000:8.0f} ms   {requests} run requests")

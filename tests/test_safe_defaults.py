@@ -229,13 +229,12 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-# `dagster dev` as the README runs it (no host) is started, and every socket of its process tree checked, in
+# `dg dev` as the README runs it (no host) is started, and every socket of its process tree checked, in
 # tests/dagster/test_dg_dev.py. Here: every file that starts or documents a server, outside deploy/ (a cluster
 # image, which binds 0.0.0.0 inside its container on purpose, deploy/README.md).
 SERVER_FILES = [
     "Makefile",
     "README.md",
-    "workspace.yaml",
     "dagster.yaml",
     "docs/dagster.md",
     ".ci/run",

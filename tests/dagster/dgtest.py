@@ -9,6 +9,10 @@ from prodvid_core import layout
 from prodvid_core.run import Settings
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import ObjectStore
+from prodvid_dagster.definitions import defs as load_defs
+
+# The code location's Definitions, as `dg dev` loads them (`defs` is a `@dg.definitions` function).
+defs = load_defs()
 
 # Small and fast on a 2-core CPU: 256 px canvas, 2 denoising steps, the tiny preset.
 FAST_ENV = {

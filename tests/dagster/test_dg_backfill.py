@@ -3,11 +3,10 @@
 import json
 
 import dagster as dg
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, defs, drop_sku
 
 from prodvid_core import models
 from prodvid_core.storage import LocalStore
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 
 SKUS = ["CUP-1", "CUP-2", "CUP-3"]

@@ -4,11 +4,10 @@ fails its first step with the one-line message, before anything of it is stored.
 import json
 
 import dagster as dg
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, defs, drop_sku
 from test_dg_sensor import state_of, tick
 
 from prodvid_core import layout
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 
 FAR = {**BRIEF, "camera": {"path": "shifts", "shifts": [[1_000_000_000, 0]] * 5}}

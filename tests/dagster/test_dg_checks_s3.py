@@ -6,7 +6,7 @@ import uuid
 import dagster as dg
 import numpy as np
 import pytest
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, defs, drop_sku
 from PIL import Image
 
 from prodvid_core import layout, video
@@ -14,8 +14,7 @@ from prodvid_core.encoding import png_bytes
 from prodvid_core.frames import load_frames
 from prodvid_core.storage import S3Store
 from prodvid_core.world import Checkpoint
-from prodvid_dagster.checks import CHECKS
-from prodvid_dagster.definitions import defs
+from prodvid_dagster.defs.checks import CHECKS
 from prodvid_dagster.partitions import sku_partitions
 
 SKU = "JAR-2"

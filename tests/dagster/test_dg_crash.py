@@ -1,6 +1,6 @@
 """Crash consistency of a Dagster run, measured: the run worker SIGKILLed mid-step at seeded random moments.
 
-`dagster dev` with the shipped dagster.yaml (test_dg_dev's fixture): its code server starts each run in a run
+`dg dev` with the shipped dagster.yaml (test_dg_dev's fixture): its code server starts each run in a run
 worker process (the default run launcher), and when that process dies, marks the run failed; the shipped
 `run_retries` then re-execute it from failure. Each trial launches the SKU's partition into a store of its
 own (the `store` resource's config), finds the run worker's pid in the run's first engine event, and kills

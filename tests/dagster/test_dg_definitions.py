@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.instance.config import PoolGranularity
+from dgtest import defs
 
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.resources import ModelsResource
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,9 +1,9 @@
-"""`dagster dev` with the shipped workspace.yaml and dagster.yaml, as a new user runs it: the UI answers and
-lists the five partitioned assets; a photo and brief dropped into the inbox start a run by themselves that
-ends with the hero image, its preview and green checks. A run terminated mid-frames and re-executed from
-failure paints only the frames it had not stored.
+"""`dg dev` with the shipped pyproject.toml ([tool.dg]) and dagster.yaml, as a new user runs it: the UI
+answers and lists the five partitioned assets; a photo and brief dropped into the inbox start a run by
+themselves that ends with the hero image, its preview and green checks. A run terminated mid-frames and
+re-executed from failure paints only the frames it had not stored.
 
-One `dagster dev` (10-20 s to start) serves every test of this module."""
+One `dg dev` (10-20 s to start) serves every test of this module."""
 
 import json
 import os
@@ -55,13 +55,13 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
 
 
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Path, *, every: float = 1):
-    """Poll `predicate` until it returns something truthy; fail at once if dagster dev dies or cannot load
+    """Poll `predicate` until it returns something truthy; fail at once if dg dev dies or cannot load
     the definitions, with the end of its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace")
         if proc.poll() is not None or "Error loading repository location" in text:
-            pytest.fail(f"dagster dev failed (exit code {proc.poll()}) waiting for {what}:\n{text[-4000:]}")
+            pytest.fail(f"dg dev failed (exit code {proc.poll()}) waiting for {what}:\n{text[-4000:]}")
         try:
             value = predicate()
         except OSError:
@@ -76,15 +76,16 @@ class DagsterDev(NamedTuple):
     port: int
     proc: subprocess.Popen
     log: Path
-    instance: dg.DagsterInstance  # the one `dagster dev` keeps its runs and events in
+    instance: dg.DagsterInstance  # the one `dg dev` keeps its runs and events in
     store: LocalStore  # PRODVID_STORE of its code server and runs
 
 
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
-    """`dagster dev` on its default host (127.0.0.1) and a free port with the shipped workspace.yaml and
-    dagster.yaml, in a DAGSTER_HOME of its own, with the fast settings and a local store; answering when
-    yielded, stopped by its pid after the module's last test."""
+    """`dg dev` (the README's command: it makes the workspace from [tool.dg] and runs `dagster dev` on it)
+    on its default host (127.0.0.1) and a free port with the shipped dagster.yaml, in a DAGSTER_HOME of its
+    own, with the fast settings and a local store; answering when yielded, stopped by its pid after the
+    module's last test."""
     tmp = tmp_path_factory.mktemp("dagster-dev")
     home = tmp / "dagster_home"
     home.mkdir()
@@ -102,7 +103,7 @@ def dagster_dev(tmp_path_factory):
     }
     for name in (*UNSET_ENV, "PRODVID_S3_ENDPOINT_URL"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml")]
+    command = [sys.executable, "-m", "dagster_dg_cli.cli", "dev", "--target-path", str(REPO)]
     log = tmp / "dagster-dev.log"
     # the instance's storage is created here first: created by two processes at once, it can fail
     with dg.DagsterInstance.from_config(str(home)) as instance, open(log, "wb") as out:
@@ -119,7 +120,7 @@ def dagster_dev(tmp_path_factory):
             yield DagsterDev(port, proc, log, instance, store)
         finally:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # dagster dev shuts its children down on Ctrl-C
+                proc.send_signal(signal.SIGINT)  # dg dev (dagster dev) shuts its children down on Ctrl-C
                 try:
                     # Seen to take 30 s and more after a killed run worker; the store is checked by then
                     proc.wait(timeout=10)

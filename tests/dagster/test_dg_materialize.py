@@ -7,7 +7,7 @@ import re
 import dagster as dg
 import numpy as np
 import pytest
-from dgtest import BRIEF, drop_sku, inbox_tick
+from dgtest import BRIEF, defs, drop_sku, inbox_tick
 from PIL import Image
 
 from prodvid_core import artifacts, layout
@@ -15,7 +15,6 @@ from prodvid_core.frames import load_frames, read_manifest
 from prodvid_core.storage import LocalStore
 from prodvid_core.verify import product_diff
 from prodvid_core.video import probe
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 
 SKU = "BOTTLE-1"
@@ -260,7 +259,7 @@ def test_a_setting_that_cannot_work_fails_the_first_step_once_naming_it(instance
 
 @pytest.mark.parametrize("preview_source", ["noise"])
 def test_preview_stays_under_the_inline_limit(preview_source):
-    from prodvid_dagster.assets import _preview
+    from prodvid_dagster.defs.assets import _preview
 
     noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     assert len(_preview(Image.fromarray(noise)).value) < 1000

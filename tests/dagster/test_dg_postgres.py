@@ -31,11 +31,10 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
-from dgtest import BRIEF, drop_sku, inbox_tick
+from dgtest import BRIEF, defs, drop_sku, inbox_tick
 
 from pg_server import find_postgres, start_postgres
-from prodvid_dagster.definitions import defs
-from prodvid_dagster.jobs import GPU_RUN_TAG
+from prodvid_dagster.defs.jobs import GPU_RUN_TAG
 from prodvid_dagster.partitions import sku_partitions
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,13 +4,12 @@ uninterrupted run makes."""
 
 import dagster as dg
 import pytest
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, defs, drop_sku
 
 from prodvid_core import layout
 from prodvid_core.frames import read_manifest
 from prodvid_core.storage import LocalStore
 from prodvid_core.world import Checkpoint
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import ModelsResource
 

@@ -8,12 +8,11 @@ once botocore's retries (AWS_MAX_ATTEMPTS=2 here) are spent.
 import uuid
 
 import pytest
-from dgtest import drop_sku
+from dgtest import defs, drop_sku
 
 from fault_proxy import FaultProxy
 from prodvid_core import layout
 from prodvid_core.storage import S3Store
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 
 SKU = "JAR-9"

@@ -20,13 +20,12 @@ from dagster._core.test_utils import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.sensor import execute_sensor_iteration
-from dgtest import BRIEF, drop_sku
+from dgtest import BRIEF, defs, drop_sku
 
 from prodvid_core import inbox, inbox_state, layout
 from prodvid_core.brief import parse_brief
 from prodvid_core.frames import read_manifest
 from prodvid_core.storage import LocalStore, ObjectStore, S3Store
-from prodvid_dagster.definitions import defs
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import StoreResource
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
-from prodvid_dagster.assets import GOOD_SKUS, REMAINDER_SENSOR
-from prodvid_dagster.jobs import prodvid_job
+from prodvid_dagster.defs.assets import GOOD_SKUS, REMAINDER_SENSOR
+from prodvid_dagster.defs.jobs import prodvid_job
+from prodvid_dagster.defs.sensors import INTERVAL_SECONDS
 from prodvid_dagster.partitions import sku_partitions
-from prodvid_dagster.sensors import INTERVAL_SECONDS
 
 __all__ = ["backfill_remainder_sensor", "stretches"]
 

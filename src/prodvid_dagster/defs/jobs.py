@@ -8,7 +8,7 @@ run retries on: a retry re-executes from failure, and `frames` resumes from its 
 
 import dagster as dg
 
-from prodvid_dagster.assets import ASSETS
+from prodvid_dagster.defs import assets
 
 __all__ = ["prodvid_job", "GPU_RUN_TAG"]
 
@@ -16,7 +16,7 @@ GPU_RUN_TAG = "prodvid/gpu"
 
 prodvid_job = dg.define_asset_job(
     "prodvid",
-    selection=dg.AssetSelection.assets(*ASSETS),
+    selection=dg.AssetSelection.assets(*assets.ASSETS),
     executor_def=dg.in_process_executor,
     run_tags={GPU_RUN_TAG: "1"},
     description="Canvas, mask, hero image, frames and video of its SKUs, with their checks.",

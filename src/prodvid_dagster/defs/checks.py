@@ -24,7 +24,7 @@ from prodvid_core.inpaint import is_unusable
 from prodvid_core.render import load_frames
 from prodvid_core.verify import product_diff
 from prodvid_core.video import VideoResult, probe
-from prodvid_dagster.assets import frames, hero_image, video
+from prodvid_dagster.defs import assets
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import StoreResource
 
@@ -89,7 +89,9 @@ def _skus(context: dg.AssetCheckExecutionContext) -> Iterable[str]:
     return context.partition_keys
 
 
-@dg.asset_check(asset=hero_image, blocking=True, partitions_def=sku_partitions, additional_ins=_PRODUCT_INS)
+@dg.asset_check(
+    asset=assets.hero_image, blocking=True, partitions_def=sku_partitions, additional_ins=_PRODUCT_INS
+)
 def hero_product_exact(
     context: dg.AssetCheckExecutionContext,
     hero_image: dict[str, HeroResult],
@@ -113,7 +115,9 @@ def hero_product_exact(
     return _report(context, outcomes)
 
 
-@dg.asset_check(asset=frames, blocking=True, partitions_def=sku_partitions, additional_ins=_PRODUCT_INS)
+@dg.asset_check(
+    asset=assets.frames, blocking=True, partitions_def=sku_partitions, additional_ins=_PRODUCT_INS
+)
 def frames_product_exact(
     context: dg.AssetCheckExecutionContext,
     frames: dict[str, FrameSet],
@@ -149,7 +153,7 @@ def frames_product_exact(
     return _report(context, outcomes)
 
 
-@dg.asset_check(asset=frames, blocking=True, partitions_def=sku_partitions)
+@dg.asset_check(asset=assets.frames, blocking=True, partitions_def=sku_partitions)
 def frames_not_blank(
     context: dg.AssetCheckExecutionContext, frames: dict[str, FrameSet], store: StoreResource
 ) -> dg.AssetCheckResult:
@@ -174,7 +178,10 @@ def frames_not_blank(
 
 
 @dg.asset_check(
-    asset=video, blocking=True, partitions_def=sku_partitions, additional_ins={"frames": dg.AssetIn("frames")}
+    asset=assets.video,
+    blocking=True,
+    partitions_def=sku_partitions,
+    additional_ins={"frames": dg.AssetIn("frames")},
 )
 def video_decodes(
     context: dg.AssetCheckExecutionContext, video: dict[str, VideoResult], frames: dict[str, FrameSet]

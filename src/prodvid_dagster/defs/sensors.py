@@ -27,8 +27,8 @@ import dagster as dg
 
 from prodvid_core import inbox, inbox_state
 from prodvid_core.brief import Brief
-from prodvid_dagster.assets import CameraConfig, CanvasConfig, SceneConfig
-from prodvid_dagster.jobs import prodvid_job
+from prodvid_dagster.defs import jobs
+from prodvid_dagster.defs.assets import CameraConfig, CanvasConfig, SceneConfig
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import StoreResource
 
@@ -58,7 +58,7 @@ def run_config_for(brief: Brief) -> dg.RunConfig:
 
 
 @dg.sensor(
-    job=prodvid_job,
+    job=jobs.prodvid_job,
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches inbox/ for <SKU>.{png,jpg,jpeg,webp} + <SKU>.json; runs each new or changed brief.",
