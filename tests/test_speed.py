@@ -24,8 +24,9 @@ PROMPT = "a bottle on a wooden table"
 
 def write_random_lora(preset: str, directory: Path, *, seed: int = 0, rank: int = 4) -> Path:
     """A random-weight LoRA for `preset`'s UNet attention, written with peft and diffusers'
-    `save_lora_weights` as a trainer writes one (`pytorch_lora_weights.safetensors`). Both of its matrices are random
-    (`init_lora_weights=False`), so unlike a fresh trainer's LoRA it changes what the model paints."""
+    `save_lora_weights` as a trainer writes one (`pytorch_lora_weights.safetensors`). Both of its matrices
+    are random (`init_lora_weights=False`), so unlike a fresh trainer's LoRA it changes what the model
+    paints."""
     from diffusers import (
         StableDiffusionInpaintPipeline,
         StableDiffusionXLInpaintPipeline,
