@@ -606,8 +606,11 @@ def _compile(pipe: Any) -> None:
     `$PRODVID_CACHE/inductor` (unless TORCHINDUCTOR_CACHE_DIR is set), so a second process reuses it.
     """
     from diffusers.models.resnet import ResnetBlock2D
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "inductor"))
+    # torch writes its default into the environment once it has looked: only a user's own choice is kept
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, os.path.abspath(default_cache_dir())):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root() / "inductor")
     unet = getattr(pipe, "unet", None)
     if unet is not None:
         unet.compile_repeated_blocks()
