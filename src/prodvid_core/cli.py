@@ -304,7 +304,7 @@ def _progress(total: int, desc: str):
 def _hero_progress(desc: str):
     """A bar of the hero calls' denoising steps and the `on_hero_step` that feeds it. Its total grows by a
     call's steps when the call starts: reused hero images cost none, a retried call costs its steps again.
-    It shows no more than `0step` until a hero image is painted."""
+    It stays at 0 steps when every hero image is reused."""
     from tqdm import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="step", file=sys.stderr)
