@@ -41,6 +41,13 @@ def photo(tmp_path_factory) -> Path:
     return path
 
 
+def _last_bar(stderr: str, desc: str) -> str:
+    """What a tqdm bar named `desc` last drew on a terminal (it redraws its line after a carriage return)."""
+    states = [part for part in stderr.replace("\r", "\n").split("\n") if part.startswith(desc)]
+    assert states, f"no {desc!r} bar in: {stderr[-2000:]}"
+    return states[-1]
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -66,6 +73,10 @@ def test_generate_writes_the_layout_and_says_where(photo, tmp_path):
     assert not [key for key in files if key.startswith("frames/") and key[-9:-4].isdigit()]  # rendered
     assert str(store / "video" / "BOTTLE-1.mp4") in out.stdout
     assert "9 frames (0 reused" in out.stdout
+    # progress a person can follow, on stderr: the hero call's denoising steps, then the frames
+    assert _last_bar(out.stderr, "BOTTLE-1 hero").startswith("BOTTLE-1 hero: 100%")
+    assert "| 3/3 [" in _last_bar(out.stderr, "BOTTLE-1 hero")  # --steps 2: PNDM evaluates the UNet 3 times
+    assert "| 9/9 [" in _last_bar(out.stderr, "BOTTLE-1 frames")
     assert json.loads(files["video/BOTTLE-1.json"])["frame_count"] == 9
     again = prodvid(
         "generate", "BOTTLE-1", "--image", str(photo), "--store", str(store), *ARGS, "--num-frames", "9"

@@ -138,6 +138,8 @@ SCHEDULER_CLASSES = {
     "euler_a": "EulerAncestralDiscreteScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
     "unipc": "UniPCMultistepScheduler",
+    "lcm": "LCMScheduler",
+    "tcd": "TCDScheduler",
 }
 
 

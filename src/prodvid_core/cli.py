@@ -29,7 +29,7 @@ from pathlib import Path
 from prodvid_core import __version__, camera, formats, layout, models, request
 from prodvid_core.brief import MAX_BRIEF_BYTES, decode_brief, parse_brief
 from prodvid_core.errors import InvalidBriefError, InvalidInputError, ProdvidError, validate_sku
-from prodvid_core.settings import Settings, framing
+from prodvid_core.settings import SPEED_PRESETS, Settings, framing
 
 __all__ = ["main"]
 
@@ -100,7 +100,39 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames-model", help=f"hub id or folder (default {models.DEFAULT_FRAMES_MODEL})")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"])
-    parser.add_argument("--scheduler", help="diffusers scheduler name, e.g. euler, ddim, dpm++")
+    parser.add_argument(
+        "--scheduler", help=f"diffusers scheduler: {', '.join(models.SCHEDULERS)} (default: the checkpoint's)"
+    )
+    parser.add_argument(
+        "--speed",
+        choices=list(SPEED_PRESETS),
+        help="few-step preset: LCM-LoRA, lcm scheduler, 6 steps, guidance 1.5 on SD 1.5 or SDXL inpainting "
+        "(fills in what other flags and PRODVID_* leave unset)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        metavar="ID_OR_DIR[:SCALE]",
+        help="a LoRA fused into both models: Hub id, folder or .safetensors file, scale 1 by default "
+        "(repeat for more; default $PRODVID_LORA, comma-separated)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the UNet's and VAE's repeated blocks; cached in $PRODVID_CACHE/inductor",
+    )
+    parser.add_argument(
+        "--offload",
+        action="store_true",
+        default=None,
+        help="keep the models in CPU memory, each on the GPU only while it runs (GPUs under ~10 GB)",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=["auto", "fp16", "none"],
+        help="weight files (auto: fp16 on CUDA in float16)",
+    )
     parser.add_argument("--steps", type=int, help="denoising steps per diffusion call (default 25)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5)")
     presets = ", ".join(f"{name} {w}x{h}" for name, (w, h) in formats.PRESETS.items())
@@ -138,7 +170,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         scheduler=args.scheduler, steps=args.steps, guidance=args.guidance, format=args.format,
         size=args.size, anchor=args.anchor, fill=args.fill, margin=args.margin, lookahead=args.lookahead,
         model_size=args.model_size, batch_size=getattr(args, "batch_size", None),
-        keep_frames=args.keep_frames,
+        keep_frames=args.keep_frames, speed=args.speed, lora=args.lora, compile=args.compile,
+        offload=args.offload, variant=args.variant,
     )  # fmt: skip
 
 
@@ -210,8 +243,7 @@ def _generate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     request.check_store(args.store)
     checked = request.check_sku(args.sku, photo, brief, settings)
-    request.check_settings(settings)
-    _warn(checked.warnings)
+    _warn(request.check_settings(settings) + checked.warnings)
 
     # 2. Make and store everything
     from prodvid_core.run import generate_sku
@@ -219,10 +251,15 @@ def _generate(args: argparse.Namespace) -> int:
 
     _quiet_libraries()
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
+    hero_bar, on_hero_step = _hero_progress(f"{args.sku} hero")
     bar, reused, on_frame = _progress(checked.path.num_frames, f"{args.sku} frames")
     try:
-        result = generate_sku(store, args.sku, photo, brief, settings, on_frame=on_frame, checked=checked)
+        result = generate_sku(
+            store, args.sku, photo, brief, settings, on_frame=on_frame, on_hero_step=on_hero_step,
+            checked=checked,
+        )  # fmt: skip
     finally:
+        hero_bar.close()
         bar.close()
     print(_summary(result, reused[args.sku]))
     sku = args.sku
@@ -264,6 +301,23 @@ def _progress(total: int, desc: str):
     return bar, reused, on_frame
 
 
+def _hero_progress(desc: str):
+    """A bar of the hero calls' denoising steps and the `on_hero_step` that feeds it. Its total grows by a
+    call's steps when the call starts: reused hero images cost none, a retried call costs its steps again.
+    It stays at 0 steps when every hero image is reused."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="step", file=sys.stderr)
+
+    def on_hero_step(skus: list[str], step: int, steps: int) -> None:
+        if step == 1:
+            bar.total += steps
+            bar.set_postfix_str(", ".join(skus) if len(skus) <= 3 else f"{len(skus)} SKUs", refresh=False)
+        bar.update(1)
+
+    return bar, on_hero_step
+
+
 def _frames(args: argparse.Namespace) -> int:
     """Render a SKU's frames from the store (world + manifest) and write them to a local folder."""
     validate_sku(args.sku)
@@ -295,7 +349,7 @@ def _inbox(args: argparse.Namespace) -> int:
     # 1. Check what the whole run shares: settings, models, device, store
     settings = _settings(args)
     request.check_store(args.store)
-    request.check_settings(settings)
+    _warn(request.check_settings(settings))
     from prodvid_core import inbox
     from prodvid_core.run import generate_many
     from prodvid_core.storage import open_store
@@ -325,6 +379,7 @@ def _inbox(args: argparse.Namespace) -> int:
             continue
         entries[sku] = entry
     _quiet_libraries()
+    hero_bar, on_hero_step = _hero_progress(f"{len(entries)} SKUs, hero")
     bar, reused, on_frame = _progress(
         sum(p.num_frames for p in paths.values()), f"{len(entries)} SKUs, frames"
     )
@@ -347,12 +402,17 @@ def _inbox(args: argparse.Namespace) -> int:
                     bar.write(f"prodvid: warning: {line}", file=sys.stderr)
                 inputs[sku] = photo, brief
             made_now = (
-                generate_many(store, inputs, settings, on_frame=on_frame, checked=checked) if inputs else {}
+                generate_many(
+                    store, inputs, settings, on_frame=on_frame, on_hero_step=on_hero_step, checked=checked
+                )
+                if inputs
+                else {}
             )
             for sku, result in made_now.items():
                 bar.write(f"{_summary(result, reused[sku])} {store.url(layout.video_mp4(sku))}")
                 made += 1
     finally:
+        hero_bar.close()
         bar.close()
     print(f"{made} SKUs made." + (f" {refused} refused (see above)." if refused else ""))
     return 2 if found.rejected or refused else 0
@@ -364,16 +424,22 @@ def _one_line(error: BaseException) -> str:
 
 
 def _quiet_libraries() -> None:
-    """The CLI shows its own progress bar; the libraries' load bars and import notices would bury it."""
+    """The CLI shows its own progress bars; the libraries' load bars and import notices would bury them.
+
+    Hugging Face's download bars stay on (transformers' switch turns them off too, so they are turned on
+    again): a first run downloads gigabytes, and a person should see it happen. HF_HUB_DISABLE_PROGRESS_BARS=1
+    still turns them off."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
     from transformers.utils import logging as transformers_logging
 
     for lib in (diffusers_logging, transformers_logging):
         lib.set_verbosity_error()
         lib.disable_progress_bar()
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") is None and are_progress_bars_disabled():
+        enable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from prodvid_core.inpaint import PaintRequest, Prompt, batches, inpaint_batch
+from prodvid_core.inpaint import OnStep, PaintRequest, Prompt, batches, inpaint_batch
 
 __all__ = ["HeroRequest", "HeroResult", "generate", "generate_batch", "paint_mask", "paste_product"]
 
@@ -108,6 +108,7 @@ def generate_batch(
     blend_px: int = 4,
     batch_size: int = 1,
     native: int | None = None,
+    on_step: OnStep | None = None,
 ) -> list[HeroResult]:
     """The hero images of many SKUs, painted `batch_size` at a time in one pipeline call each.
 
@@ -115,7 +116,7 @@ def generate_batch(
     pasted back exactly whatever the batch; the painted background may differ in its last bits from an
     unbatched run (see `inpaint.inpaint_batch`), and `HeroResult.batch` records who shared the call. The
     model paints each canvas at its working size (`native`², default the checkpoint's own); the product is
-    pasted back from the output-size canvas, never resampled.
+    pasted back from the output-size canvas, never resampled. `on_step` hears of each denoising step.
     """
     # 1. Check inputs, every SKU before any compute
     if batch_size < 1:
@@ -136,7 +137,10 @@ def generate_batch(
     for batch in batches(by_size, batch_size):
         start = time.perf_counter()
         painted = inpaint_batch(
-            pipe, [_paint_request(requests[i], paints[i], steps, guidance) for i in batch], native=native
+            pipe,
+            [_paint_request(requests[i], paints[i], steps, guidance) for i in batch],
+            native=native,
+            on_step=on_step,
         )
         seconds = round(time.perf_counter() - start, 3)
 

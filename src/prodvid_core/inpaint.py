@@ -7,7 +7,7 @@ of the output canvas painted at the model's working size, `resample`) and the de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,12 @@ from PIL import Image
 from prodvid_core import models, resample
 from prodvid_core.errors import GenerationError
 
-__all__ = ["Prompt", "PaintRequest", "step_seed", "inpaint", "inpaint_batch", "batches", "is_unusable"]
+__all__ = [
+    "Prompt", "PaintRequest", "OnStep", "step_seed", "inpaint", "inpaint_batch", "batches", "is_unusable",
+]  # fmt: skip
+
+# Called after each denoising step of a call: the SKUs the call paints, the steps done, the call's steps.
+OnStep = Callable[[list[str], int, int], None]
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,12 @@ class PaintRequest:
 
 
 def inpaint_batch(
-    pipe, requests: Sequence[PaintRequest], *, max_retries: int = 2, native: int | None = None
+    pipe,
+    requests: Sequence[PaintRequest],
+    *,
+    max_retries: int = 2,
+    native: int | None = None,
+    on_step: OnStep | None = None,
 ) -> list[tuple[np.ndarray, int]]:
     """Paint `requests` in one pipeline call; return each new image (uint8) and the attempt that made it.
 
@@ -82,7 +92,8 @@ def inpaint_batch(
     painted pixels still may differ in the last bits from a call of its own: the kernels sum in another
     order at another batch size (see DESIGN.md, "Many SKUs at once"). Only the painted pixels are checked;
     an unusable request is painted again with the next seed, together with the others that failed, up to
-    `max_retries` times, and then a `GenerationError` names its SKU and `what`.
+    `max_retries` times, and then a `GenerationError` names its SKU and `what`. `on_step` hears of every
+    denoising step (a progress bar), retries included.
     """
     # 1. Check inputs
     if not requests:
@@ -108,7 +119,7 @@ def inpaint_batch(
     pending, reasons = list(range(len(requests))), {}
     for attempt in range(max_retries + 1):
         outs = _call(pipe, [requests[i] for i in pending], [images[i] for i in pending],
-                     [paints[i] for i in pending], attempt)  # fmt: skip
+                     [paints[i] for i in pending], attempt, on_step)  # fmt: skip
         failed = []
         for i, out in zip(pending, outs, strict=True):
             reasons[i] = is_unusable(out[paints[i]])
@@ -129,11 +140,22 @@ def inpaint_batch(
 
 
 def _call(
-    pipe, requests: list[PaintRequest], images: list[np.ndarray], paints: list[np.ndarray], attempt: int
+    pipe,
+    requests: list[PaintRequest],
+    images: list[np.ndarray],
+    paints: list[np.ndarray],
+    attempt: int,
+    on_step: OnStep | None = None,
 ) -> np.ndarray:
     """One pipeline call over `requests`, whose images and masks are at the working size (float images in
     [0, 1], N×h×w×3)."""
     height, width = paints[0].shape
+    skus = [r.sku for r in requests]
+
+    def step_done(pipeline, step: int, timestep, tensors: dict) -> dict:
+        on_step(skus, step + 1, pipeline.num_timesteps)
+        return tensors
+
     return pipe(
         prompt=[r.prompt.prompt for r in requests],
         negative_prompt=[r.prompt.negative_prompt for r in requests],
@@ -150,6 +172,7 @@ def _call(
             torch.Generator(device="cpu").manual_seed(step_seed(r.seed, r.step, attempt)) for r in requests
         ],
         output_type="np",
+        callback_on_step_end=step_done if on_step is not None else None,
     ).images
 
 

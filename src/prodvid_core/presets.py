@@ -42,6 +42,7 @@ __all__ = [
     "write_tiny_xl_model",
     "write_preset",
     "preset_dir",
+    "cache_root",
     "tiny_model_dir",
 ]
 
@@ -382,12 +383,17 @@ def preset_dir(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Pa
     folder. Threads of one process take turns, so only one of them writes.
     """
     _check_preset(name)
-    root = Path(cache_dir or os.environ.get("PRODVID_CACHE") or Path.home() / ".cache" / "prodvid")
-    final = root.expanduser() / _FOLDERS[name]
+    final = cache_root(cache_dir) / _FOLDERS[name]
     with _WRITE_LOCK:
         if not (final / "model_index.json").is_file():
             _write_once(name, final)
     return final
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """prodvid's cache folder: `cache_dir`, else `$PRODVID_CACHE`, else `~/.cache/prodvid`."""
+    root = cache_dir or os.environ.get("PRODVID_CACHE") or Path.home() / ".cache" / "prodvid"
+    return Path(root).expanduser()
 
 
 def tiny_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -75,14 +75,24 @@ def check_sku(sku: str, photo: bytes, brief: Brief, settings: Settings) -> Check
     return Checked(sku, expanded, product, path, placed, notes)
 
 
-def check_settings(settings: Settings) -> None:
-    """Check what `Settings` cannot know alone: that each model is there (`models.check_available`: a
-    folder with model_index.json, a Hub id in the local cache or known to the Hub), then that the device
-    exists. The device check imports torch, so it runs last and only for an explicit CUDA device."""
+def check_settings(settings: Settings) -> list[str]:
+    """Check what `Settings` cannot know alone: that each model and LoRA is there (`models.check_available`,
+    `models.check_lora_available`: a folder with model_index.json or a .safetensors file, a Hub id in the
+    local cache or known to the Hub), then that the device exists. The device check imports torch, so it
+    runs last and only for an explicit CUDA device (or `offload`, to tell whether there is one).
+
+    Returns warnings: `offload` on the CPU does nothing (the weights are in CPU memory already)."""
     for model in dict.fromkeys((settings.hero_model, settings.frames_model)):
         models.check_available(model)
+    for lora in settings.lora:
+        models.check_lora_available(lora)
     if settings.device not in ("auto", "cpu"):
         models.resolve_device(settings.device)
+    if settings.offload and not models.resolve_device(settings.device).startswith("cuda"):
+        return [
+            "`offload` does nothing on the CPU, where the weights are already; it is for GPUs under 10 GB."
+        ]
+    return []
 
 
 def check_store(location: str | None) -> None:

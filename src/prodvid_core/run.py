@@ -17,7 +17,7 @@ from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.frames import FrameSet, OnFrame
 from prodvid_core.hero import HeroResult
-from prodvid_core.inpaint import batches
+from prodvid_core.inpaint import OnStep, batches
 from prodvid_core.request import make_canvas
 from prodvid_core.settings import Settings, framing
 from prodvid_core.storage import ObjectStore
@@ -52,13 +52,17 @@ class SkuResult:
 
 
 def make_heroes(
-    store: ObjectStore, inputs: dict[str, tuple[Canvas, Image.Image, Brief]], settings: Settings
+    store: ObjectStore,
+    inputs: dict[str, tuple[Canvas, Image.Image, Brief]],
+    settings: Settings,
+    *,
+    on_step: OnStep | None = None,
 ) -> dict[str, tuple[HeroResult, bool]]:
     """The hero images of many SKUs (canvas, product mask and brief each), with whether each was reused.
 
     A stored hero image is reused when it was made from the same canvas with the same model, scene and
     settings and its PNG is intact; the others are painted `settings.batch_size` to a pipeline call and
-    stored one by one as they are made.
+    stored one by one as they are made. `on_step` hears of each denoising step of the hero calls.
     """
     model = settings.model_key(settings.hero_model)
     out: dict[str, tuple[HeroResult, bool]] = {}
@@ -90,6 +94,7 @@ def make_heroes(
                 model=model,
                 batch_size=len(batch),
                 native=settings.model_size,
+                on_step=on_step,
             )
             for request, result in zip(batch, results, strict=True):
                 artifacts.save_hero(store, request.sku, result, canvas_sha256=canvas_sha[request.sku])
@@ -180,6 +185,7 @@ def generate_sku(
     settings: Settings,
     *,
     on_frame: OnFrame | None = None,
+    on_hero_step: OnStep | None = None,
     checked: request.Checked | None = None,
 ) -> SkuResult:
     """Make and store everything for one SKU: canvas, mask, hero image, frames and video (`checked`: as
@@ -193,7 +199,9 @@ def generate_sku(
         >>> result.keys
     """
     done = {sku: checked} if checked is not None else None
-    return generate_many(store, {sku: (photo, brief)}, settings, on_frame=on_frame, checked=done)[sku]
+    return generate_many(
+        store, {sku: (photo, brief)}, settings, on_frame=on_frame, on_hero_step=on_hero_step, checked=done
+    )[sku]
 
 
 def generate_many(
@@ -202,6 +210,7 @@ def generate_many(
     settings: Settings,
     *,
     on_frame: OnFrame | None = None,
+    on_hero_step: OnStep | None = None,
     checked: dict[str, request.Checked] | None = None,
 ) -> dict[str, SkuResult]:
     """Make and store everything for many SKUs (photo bytes and brief each), each model loaded once.
@@ -213,6 +222,7 @@ def generate_many(
     checked the request itself (the CLI does, before it imports torch) passes `checked`, each SKU's
     `request.check_sku` result with `request.check_settings` passed, and the check is not done again: it
     costs a canvas and a product mask per SKU. Each step stores its results before the next starts.
+    `on_hero_step` and `on_frame` follow the hero calls' denoising steps and the frames (progress bars).
 
     Example:
         >>> briefs = {sku: parse_brief(data, sku=sku) for sku, data in briefs_json.items()}
@@ -236,7 +246,10 @@ def generate_many(
 
     # 3. Hero images (reused when made with the same settings)
     heroes = make_heroes(
-        store, {sku: (*canvases[sku], brief) for sku, (_, brief) in inputs.items()}, settings
+        store,
+        {sku: (*canvases[sku], brief) for sku, (_, brief) in inputs.items()},
+        settings,
+        on_step=on_hero_step,
     )
 
     # 4. Frames (resume from what is stored)

@@ -6,6 +6,7 @@ it imports any heavy library, and a mistake in a setting is answered in a fracti
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, fields, replace
@@ -42,9 +43,21 @@ class Settings:
     model_size: int | None = None
     batch_size: int = 1
     keep_frames: bool = False  # also store frames/<SKU>/00000.png …; the world and manifest are the frames
+    # Speed (docs/speed.md): `lora` entries are `ID_OR_DIR[:SCALE]`, fused into both models; `speed` names a
+    # preset (`SPEED_PRESETS`) that fills in the fields left at their defaults.
+    lora: tuple[str, ...] = ()
+    speed: str | None = None
+    compile: bool = False
+    offload: bool = False
+    variant: str | None = None  # None: fp16 weight files when loading in float16 and the checkpoint has them
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work before any model is loaded or any SKU is touched."""
+        object.__setattr__(self, "lora", _lora_tuple(self.lora))  # env: "a,b"; Dagster: a list
+        if self.variant == "auto":
+            object.__setattr__(self, "variant", None)
+        if self.speed in SPEED_PRESETS:
+            self._fill_in_speed_preset()
         size_ok = self.size is None or (
             _int_in(self.size, formats.MIN_SIDE, formats.MAX_SIDE) and self.size % 2 == 0
         )
@@ -88,6 +101,14 @@ class Settings:
             "hero_model": (_name(self.hero_model), "a preset, a Hub id or a folder"),
             "frames_model": (_name(self.frames_model), "a preset, a Hub id or a folder"),
             "keep_frames": (isinstance(self.keep_frames, bool), "true or false"),
+            "lora": _loras_ok(self.lora),
+            "speed": (
+                self.speed is None or self.speed in SPEED_PRESETS,
+                f"unset or one of {', '.join(SPEED_PRESETS)}",
+            ),
+            "compile": (isinstance(self.compile, bool), "true or false"),
+            "offload": (isinstance(self.offload, bool), "true or false"),
+            "variant": (self.variant in (None, "fp16", "none"), "auto (unset), fp16 or none"),
         }
         bad = {name: want for name, (ok, want) in rules.items() if not ok}
         if bad:
@@ -121,14 +142,94 @@ class Settings:
         return replace(self, **_preset_models(preset))
 
     def model_key(self, model: str) -> str:
-        """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device and dtype."""
+        """What identifies a model's numerics in fingerprints: the checkpoint, scheduler, device, dtype and
+        the LoRAs fused into it (so a resume with another LoRA paints again instead of reusing frames).
+
+        Left out, as they change no more than the last bits (like a batch size): `compile` (other kernel
+        fusions), `offload` (where the weights wait between calls) and `variant` (fp16 files hold the same
+        weights as the full ones cast to float16)."""
         device = models.resolve_device(self.device)
-        return f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
+        key = f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
+        return key + (f"|lora={','.join(map(_lora_key, self.lora))}" if self.lora else "")
 
     def load(self, model: str):
         return models.load_inpaint_pipeline(
-            model, device=self.device, dtype=self.dtype, scheduler=self.scheduler
-        )
+            model, device=self.device, dtype=self.dtype, scheduler=self.scheduler, lora=self.lora,
+            compile=self.compile, offload=self.offload, variant=self.variant,
+        )  # fmt: skip
+
+    def _fill_in_speed_preset(self) -> None:
+        """Give every field still at its default the speed preset's value; the LoRA is added to the user's
+        own (a style LoRA stays). Idempotent, so `replace` on filled-in settings changes nothing."""
+        if not _loras_ok(self.lora)[0]:
+            return  # reported with the other fields' problems
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, value in SPEED_PRESETS[self.speed].items():
+            if name == "lora":
+                mine = {models.split_lora(entry)[0] for entry in self.lora}
+                value = tuple(v for v in value if models.split_lora(v)[0] not in mine) + self.lora
+            elif getattr(self, name) != defaults[name]:
+                continue
+            object.__setattr__(self, name, value)
+        tiny = [m for m in (self.hero_model, self.frames_model) if m in models.PRESETS]
+        if tiny:
+            raise SettingsError(
+                f"`speed` {self.speed!r} fuses a LoRA made for {SPEED_PRESETS[self.speed]['hero_model']}, "
+                f"which does not fit the random-weight preset {tiny[0]!r}: leave out `speed` (or the "
+                "preset), or give the tiny models a LoRA of their own (--lora DIR). It comes from --speed, "
+                "Dagster config or PRODVID_SPEED."
+            )
+
+
+# Speed presets: a few-step LoRA with its scheduler, steps and guidance, on the checkpoints it was distilled
+# for (both models: the LoRA has to fit both). What they trade: README.md, "Speed presets".
+SPEED_PRESETS: dict[str, dict] = {
+    "lcm-sd15": {
+        "hero_model": models.DEFAULT_HERO_MODEL,
+        "frames_model": models.DEFAULT_HERO_MODEL,
+        "lora": ("latent-consistency/lcm-lora-sdv1-5",),
+        "scheduler": "lcm",
+        "steps": 6,
+        "guidance": 1.5,
+    },
+    "lcm-sdxl": {
+        "hero_model": models.SDXL_INPAINT_MODEL,
+        "frames_model": models.SDXL_INPAINT_MODEL,
+        "lora": ("latent-consistency/lcm-lora-sdxl",),
+        "scheduler": "lcm",
+        "steps": 6,
+        "guidance": 1.5,
+    },
+}
+
+MAX_LORA_SCALE = 4.0
+
+
+def _lora_tuple(value) -> tuple:
+    """`lora` as a tuple: a comma-separated string (PRODVID_LORA) or a list (Dagster config) becomes one."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _loras_ok(value) -> tuple[bool, str]:
+    """Whether every `lora` entry is `ID_OR_DIR[:SCALE]` with a finite scale in (0, MAX_LORA_SCALE]."""
+    want = f"a list of ID_OR_DIR[:SCALE] with SCALE in (0, {MAX_LORA_SCALE:g}]"
+    if not isinstance(value, tuple):
+        return False, want
+    for entry in value:
+        if not _name(entry):
+            return False, want
+        name, scale = models.split_lora(entry)
+        if not name.strip() or not (math.isfinite(scale) and 0 < scale <= MAX_LORA_SCALE):
+            return False, want
+    return True, want
+
+
+def _lora_key(entry: str) -> str:
+    """An entry as fingerprints see it: `name:scale` with the scale written one way ("x" is "x:1")."""
+    name, scale = models.split_lora(entry)
+    return f"{name}:{scale:g}"
 
 
 _FORMAT_WANT = f"one of {', '.join(formats.PRESETS)} or WxH with even sides (e.g. 1080x1350)"
@@ -185,7 +286,7 @@ def _env_settings() -> dict:
         raw = os.environ.get(f"PRODVID_{f.name.upper()}")
         if not raw:
             continue
-        kind = str(f.type).removesuffix(" | None")
+        kind = str(f.type).removesuffix(" | None")  # tuple[str, ...] (lora) stays a string: "a,b"
         try:
             values[f.name] = {"int": int, "float": float, "bool": _bool}.get(kind, str)(raw)
         except ValueError:

@@ -26,6 +26,11 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.model_size` | `PRODVID_MODEL_SIZE` | the checkpoint's native side |
 | `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
 | `ModelsResource.keep_frames` | `PRODVID_KEEP_FRAMES` | off (frames are rendered from the world) |
+| `ModelsResource.lora` | `PRODVID_LORA` (comma-separated) | none; each `ID_OR_DIR[:SCALE]`, fused |
+| `ModelsResource.speed` | `PRODVID_SPEED` | unset; `lcm-sd15` or `lcm-sdxl` (README, "Speed presets") |
+| `ModelsResource.compile` | `PRODVID_COMPILE` | off (regional torch.compile, cache in PRODVID_CACHE) |
+| `ModelsResource.offload` | `PRODVID_OFFLOAD` | off (model CPU offload, for GPUs under ~10 GB) |
+| `ModelsResource.variant` | `PRODVID_VARIANT` | automatic (fp16 files on CUDA in float16), `fp16`, `none` |
 
 `format`, `anchor`, `fill` and `margin` are defaults: a SKU's brief, and a run's `CanvasConfig`, win.
 The fields are those of the core `Settings` plus `preset` (a test holds them equal).
@@ -103,6 +108,23 @@ class ModelsResource(dg.ConfigurableResource):
         None,
         description="Also store every frame as frames/<SKU>/00000.png …; the world canvas and manifest are "
         "the frames either way ($PRODVID_KEEP_FRAMES, off).",
+    )
+
+    lora: list[str] | None = Field(
+        None,
+        description="LoRAs fused into both models, each ID_OR_DIR[:SCALE] ($PRODVID_LORA, comma-separated).",
+    )
+    speed: str | None = Field(
+        None, description="Few-step preset `lcm-sd15` or `lcm-sdxl`; fills in unset fields ($PRODVID_SPEED)."
+    )
+    compile: bool | None = Field(
+        None, description="Regional torch.compile of the UNet and VAE blocks ($PRODVID_COMPILE, off)."
+    )
+    offload: bool | None = Field(
+        None, description="Model CPU offload, for GPUs under ~10 GB; no-op on CPU ($PRODVID_OFFLOAD, off)."
+    )
+    variant: str | None = Field(
+        None, description="Weight files: `fp16`, `none`, or automatic (fp16 on CUDA) ($PRODVID_VARIANT)."
     )
 
     _settings: Settings | None = PrivateAttr(default=None)

@@ -64,6 +64,9 @@ def test_shipped_dagster_yaml(tmp_path):
         ({"PRODVID_MARGIN": "0.1"}, "margin", 0.1),
         ({"PRODVID_DTYPE": "float32"}, "dtype", "float32"),
         ({"PRODVID_PRESET": "tiny"}, "frames_model", "tiny"),
+        ({"PRODVID_LORA": "a/b:0.5, ./c"}, "lora", ("a/b:0.5", "./c")),
+        ({"PRODVID_COMPILE": "1"}, "compile", True),
+        ({"PRODVID_VARIANT": "fp16"}, "variant", "fp16"),
     ],
 )
 def test_models_resource_reads_env_and_config_wins(monkeypatch, env, field, value):
@@ -71,6 +74,7 @@ def test_models_resource_reads_env_and_config_wins(monkeypatch, env, field, valu
         monkeypatch.setenv(name, raw)
     assert getattr(ModelsResource().settings(), field) == value
     assert ModelsResource(steps=9, preset="tiny").settings().steps == 9
+    assert ModelsResource(lora=["x/y:2"], offload=True).settings().lora == ("x/y:2",)
 
 
 def test_models_resource_has_a_field_for_every_setting():
