@@ -4,7 +4,7 @@ Run `benchmarks/gpu.sh` (or `make bench-gpu`) on a CUDA machine. It builds the f
 checkpoints once (`random_sd.py`: `sd15` for the hero image, `sd2` for the frames, `sdxl` unless `--quick`),
 then runs every row in this one process and prints one table; `--out FILE` also writes it with its device,
 command and date. `--cpu-tiny` runs the same rows on the CPU with the offline `tiny` / `tiny-xl` presets at a
-quarter of each format's side, in about two minutes: it checks the script, not the hardware.
+eighth of each format's side and model size 128, in about two minutes: it checks the script, not the hardware.
 
 What each row measures, all through the public API (`run.generate_many`, `Settings.load`):
 - `seed` / `story` rows (batch 1): hero latency (`HeroResult.seconds`), whole-SKU wall time of
@@ -54,13 +54,13 @@ from typing import Any
 
 import torch
 
+import random_sd
 from prodvid_core import formats, models, run
 from prodvid_core.brief import parse_brief
 from prodvid_core.errors import ProdvidError
 from prodvid_core.plan import plan_calls
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
-import random_sd
 
 # The speed presets' settings (issue 10, item 1): LCM-LoRA at 4 steps, guidance 1.5. The LoRA for SD 1.5 does
 # not fit SD 2's UNet (another cross-attention width), so these rows paint the frames with the hero model too.
@@ -295,7 +295,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def judge(row: Row, target: str) -> str:
-    """"pass", "FAIL" or "n/a" (the figure is missing) for one of `TARGETS` on `row`."""
+    """`pass`, `FAIL` or `n/a` (the figure is missing) for one of `TARGETS` on `row`."""
     value, ok = {
         "evals": (row.evals_ratio, lambda v: v >= 10),
         "sku_s": (row.sku_s, lambda v: v <= 3),
@@ -337,7 +337,7 @@ class Bench:
     xl_model: str | None
     device: str
     dtype: str | None
-    scale: float  # output sides × this (1 on a GPU; --cpu-tiny: 1/4)
+    scale: float  # output sides × this (1 on a GPU; --cpu-tiny: 1/8)
     skus: int  # SKUs per batch-1 row
     original_calls: int
     budget_s: float
@@ -348,7 +348,11 @@ class Bench:
     loras: dict[str, str] = field(default_factory=dict)  # preset LoRA id -> stand-in folder (random models)
 
     def settings(self, **fields: Any) -> run.Settings:
-        base = {"hero_model": self.hero_model, "frames_model": self.frames_model, "model_size": self.model_size}
+        base = {
+            "hero_model": self.hero_model,
+            "frames_model": self.frames_model,
+            "model_size": self.model_size,
+        }
         return run.Settings(**{**base, "device": self.device, "dtype": self.dtype, **fields})
 
     def over_budget(self) -> bool:
@@ -496,7 +500,9 @@ def throughput_rows(bench: Bench, peak: float | None, batches: Sequence[int]) ->
             row.skus_per_hour = 3600 / got["sku_s"]
 
         targets = ("throughput", "mfu") if batch >= 8 else ()
-        models_used = " + ".join(_short(m) for m in dict.fromkeys((settings.hero_model, settings.frames_model)))
+        models_used = " + ".join(
+            _short(m) for m in dict.fromkeys((settings.hero_model, settings.frames_model))
+        )
         row = Row(f"story SKUs/h, {label}", models_used, str(settings.steps), batch, n, targets=targets)
         rows.append(_guarded(bench, row, body))
     return rows
@@ -555,13 +561,17 @@ def _steps(preset: dict) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu-tiny", action="store_true", help="tiny presets on the CPU at 1/4 size")
+    parser.add_argument("--cpu-tiny", action="store_true", help="tiny presets on the CPU at 1/8 size")
     parser.add_argument("--quick", action="store_true", help="1 SKU per row, no SDXL rows")
     parser.add_argument("--device", default=None, help="default: cuda (cpu with --cpu-tiny)")
     parser.add_argument("--dtype", default=None, help="default: float16 on CUDA")
     parser.add_argument("--skus", type=int, default=None, help="SKUs per batch-1 row (default 2, quick 1)")
-    parser.add_argument("--original-calls", type=int, default=None, help="measured calls of the original "
-                        "method, the hero included (default 3; 2 with --cpu-tiny)")
+    parser.add_argument(
+        "--original-calls",
+        type=int,
+        default=None,
+        help="measured calls of the original method, the hero included (default 3; 2 with --cpu-tiny)",
+    )
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="SKUs/h batch sizes")
     parser.add_argument("--budget-s", type=float, default=420.0, help="start no row after this many s")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense fp16 peak")
@@ -574,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = _parser().parse_args(argv)
     quick = args.quick
     device = args.device or ("cpu" if args.cpu_tiny else "cuda")
+    if args.cpu_tiny:
+        torch.set_num_threads(1)  # on a shared CPU, torch's threads spin against each other (20x slower)
     models.resolve_device(device)  # fail now, not after building checkpoints
 
     # 1. The models: the offline presets, or the full-size random-weight checkpoints (built once)
@@ -586,8 +598,9 @@ def main(argv: Sequence[str] | None = None) -> str:
         xl_model = None if quick or args.no_sdxl else random_sd.resolve_benchmark_model("random-sdxl")
     build_s = time.perf_counter() - started
     bench = Bench(
-        hero_model, frames_model, xl_model, device, args.dtype, scale=0.25 if args.cpu_tiny else 1.0,
-        skus=args.skus or (1 if quick else 2), original_calls=max(2, args.original_calls or (2 if args.cpu_tiny else 3)),
+        hero_model, frames_model, xl_model, device, args.dtype, scale=0.125 if args.cpu_tiny else 1.0,
+        skus=args.skus or (1 if quick else 2),
+        original_calls=max(2, args.original_calls or (2 if args.cpu_tiny else 3)),
         budget_s=args.budget_s, cuda=device.startswith("cuda"), model_size=128 if args.cpu_tiny else None,
     )  # fmt: skip
     bench.loras = _lora_stand_ins(bench)

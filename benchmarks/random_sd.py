@@ -407,7 +407,7 @@ def benchmark_settings(args: argparse.Namespace, **fields: Any) -> tuple[Setting
 
 # --- a stand-in for a speed preset's LoRA ----------------------------------------------------------------
 
-# The UNet modules the LCM-LoRAs adapt (diffusers' LCM-LoRA distillation scripts, `lora_target_modules`), rank 64.
+# The UNet modules the LCM-LoRAs adapt (diffusers' LCM-LoRA distillation scripts' `lora_target_modules`).
 LCM_LORA_TARGETS = (
     "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
     "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj",
@@ -424,12 +424,16 @@ def write_random_lora(model: str, directory: str | os.PathLike[str], *, rank: in
     random model in float16 could only add overflows). Written as `pipeline.save_lora_weights` writes a
     downloaded one (`pytorch_lora_weights.safetensors`), so `load_lora_weights(directory)` reads it.
     """
-    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionXLInpaintPipeline,
+        UNet2DConditionModel,
+    )
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     folder = models.resolve_model(model)
-    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float16)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LCM_LORA_TARGETS)))
     layers = get_peft_model_state_dict(unet)
     xl = unet.config.addition_embed_type == "text_time"

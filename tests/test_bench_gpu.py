@@ -121,7 +121,8 @@ def test_unet_flops_match_a_hand_count_from_the_architecture(height_width):
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         sample_size=32, in_channels=9, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=32, cross_attention_dim=32, attention_head_dim=8,
     ).eval()  # fmt: skip
     h, w = height_width
