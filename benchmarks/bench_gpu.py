@@ -530,9 +530,9 @@ def sdxl_rows(bench: Bench, peak: float | None) -> list[Row]:
 
     name = _short(model)
     return [
-        _guarded(bench, Row(f"seed, {STEPS} steps", name, str(STEPS), 1, bench.skus, targets=("evals",)),
+        _guarded(bench, Row(f"SDXL seed, {STEPS} steps", name, str(STEPS), 1, bench.skus, targets=("evals",)),
                  default),
-        _guarded(bench, Row("seed, speed preset", name, _steps(SPEED_SDXL), 1, bench.skus,
+        _guarded(bench, Row("SDXL seed, speed preset", name, _steps(SPEED_SDXL), 1, bench.skus,
                             targets=("evals",)), speed),
     ]  # fmt: skip
 
@@ -604,8 +604,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         budget_s=args.budget_s, cuda=device.startswith("cuda"), model_size=128 if args.cpu_tiny else None,
     )  # fmt: skip
     bench.loras = _lora_stand_ins(bench)
-    name = torch.cuda.get_device_name(device) if bench.cuda else f"CPU ({platform.processor() or 'cpu'}"
-    name += "" if bench.cuda else f", {os.cpu_count()} cores)"
+    cpu = f"CPU ({platform.machine()}, {os.cpu_count()} cores, 1 torch thread)"
+    name = torch.cuda.get_device_name(device) if bench.cuda else cpu
     peak = peak_tflops(name, args.peak_tflops)
 
     # 2. Load both default pipelines, note the weights' memory, warm up (first calls pay for kernels)

@@ -141,3 +141,34 @@ def test_unet_flops_match_a_hand_count_from_the_architecture(height_width):
     assert meter.count == 3
     assert meter.flops() == 3 * counted
     assert meter.seconds() > 0
+
+
+def test_the_lora_stand_in_adapts_every_target_module_when_loaded(tmp_path):
+    """The stand-in for a speed preset's LoRA loads through diffusers' `load_lora_weights` onto every module
+    LCM-LoRA adapts (a LoRA saved in the wrong key format loads its convolutions and silently drops the
+    attention layers), and with its zero B matrices leaves the UNet's output as it was."""
+    from diffusers import AutoPipelineForInpainting
+    from peft.tuners.lora import LoraLayer
+
+    import random_sd
+    from prodvid_core import models
+
+    folder = random_sd.write_random_lora("tiny", tmp_path / "lora", rank=4)
+    pipe = AutoPipelineForInpainting.from_pretrained(models.resolve_model("tiny"))
+    targets = {
+        name
+        for name, module in pipe.unet.named_modules()
+        if any(name == t or name.endswith("." + t) for t in random_sd.LCM_LORA_TARGETS)
+        and isinstance(module, torch.nn.Conv2d | torch.nn.Linear)
+    }
+    sample, text = torch.randn(1, 9, 16, 16), torch.randn(1, 77, pipe.unet.config.cross_attention_dim)
+    with torch.no_grad():
+        before = pipe.unet(sample, torch.tensor(10), encoder_hidden_states=text).sample
+
+    pipe.load_lora_weights(folder)
+    adapted = {name for name, module in pipe.unet.named_modules() if isinstance(module, LoraLayer)}
+    assert any(".attn1.to_q" in name for name in targets) and any("conv1" in name for name in targets)
+    assert adapted == targets
+    with torch.no_grad():
+        after = pipe.unet(sample, torch.tensor(10), encoder_hidden_states=text).sample
+    assert torch.equal(before, after)
