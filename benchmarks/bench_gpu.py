@@ -114,6 +114,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("video s", "video_s"),
     ("SKU s", "sku_s"),
     ("calls/SKU", "calls"),
+    ("orig calls/SKU", "orig_calls"),
     ("UNet fwd/SKU", "evals"),
     ("orig fwd/SKU", "orig_evals"),
     ("fwd ratio", "evals_ratio"),
@@ -257,6 +258,7 @@ class Row:
     hero_s: float | None = None
     sku_s: float | None = None
     calls: float | None = None
+    orig_calls: float | None = None
     evals: float | None = None
     orig_evals: float | None = None
     orig_s: float | None = None
@@ -408,8 +410,8 @@ def measure(bench: Bench, settings: run.Settings, skus: dict) -> dict[str, float
     }
 
 
-def original(bench: Bench, spec: dict, settings: run.Settings) -> tuple[float, float]:
-    """The original method on the full path of `spec`, per SKU: (UNet forwards, seconds), computed from
+def original(bench: Bench, spec: dict, settings: run.Settings) -> dict[str, float]:
+    """The original method on the full path of `spec`, per SKU: calls, UNet forwards, seconds, computed from
     `bench.original_calls` measured 50-step calls (hero included) × its call count."""
     # The default drift over `original_calls` frames: at lookahead 0 every frame is one call whose window is
     # the frame, as on the full path, so a call costs the same (hero + original_calls - 1 frame calls).
@@ -421,7 +423,11 @@ def original(bench: Bench, spec: dict, settings: run.Settings) -> tuple[float, f
     size = formats.parse_format(brief.format).size
     native = settings.model_size or models.native_size(settings.load(settings.frames_model))
     calls = 1 + len(plan_calls(brief.camera_path("BENCH-0", size), size, native=native, lookahead=0).calls)
-    return per_call_fwd * calls, per_call_s * calls
+    return {"calls": calls, "evals": per_call_fwd * calls, "s": per_call_s * calls}
+
+
+def _compare(row: Row, orig: dict[str, float]) -> None:
+    row.orig_calls, row.orig_evals, row.orig_s = orig.get("calls"), orig.get("evals"), orig.get("s")
 
 
 def speed_settings(bench: Bench, preset: dict, model: str) -> run.Settings | str:
@@ -462,9 +468,9 @@ def latency_rows(bench: Bench, peak: float | None, name: str, spec: dict) -> lis
     judged = ("evals",) if name == "seed" else ("sku_s",)
 
     def default(row: Row) -> None:
-        orig["evals"], orig["s"] = original(bench, spec, base)
+        orig.update(original(bench, spec, base))
         _fill(row, measure(bench, base, make_skus(bench, spec, bench.skus)), peak)
-        row.orig_evals, row.orig_s = orig["evals"], orig["s"]
+        _compare(row, orig)
 
     def speed(row: Row) -> None:
         settings = speed_settings(bench, SPEED_SD15, bench.hero_model)
@@ -472,7 +478,7 @@ def latency_rows(bench: Bench, peak: float | None, name: str, spec: dict) -> lis
             row.note = settings
             return
         _fill(row, measure(bench, settings, make_skus(bench, spec, bench.skus)), peak)
-        row.orig_evals, row.orig_s = orig.get("evals"), orig.get("s")
+        _compare(row, orig)
 
     both = f"{_short(bench.hero_model)} + {_short(bench.frames_model)}"
     rows = [
@@ -516,9 +522,9 @@ def sdxl_rows(bench: Bench, peak: float | None) -> list[Row]:
 
     def default(row: Row) -> None:
         settings = bench.settings(steps=STEPS, hero_model=model, frames_model=model)
-        out["evals"], out["s"] = original(bench, SEED, settings)
+        out.update(original(bench, SEED, settings))
         _fill(row, measure(bench, settings, make_skus(bench, SEED, bench.skus)), peak)
-        row.orig_evals, row.orig_s = out["evals"], out["s"]
+        _compare(row, out)
 
     def speed(row: Row) -> None:
         settings = speed_settings(bench, SPEED_SDXL, model)
@@ -526,7 +532,7 @@ def sdxl_rows(bench: Bench, peak: float | None) -> list[Row]:
             row.note = settings
             return
         _fill(row, measure(bench, settings, make_skus(bench, SEED, bench.skus)), peak)
-        row.orig_evals, row.orig_s = out.get("evals"), out.get("s")
+        _compare(row, out)
 
     name = _short(model)
     return [
