@@ -95,6 +95,8 @@ PEAK_TFLOPS: dict[str, float] = {
     "L4": 121.0,
 }
 
+# Targets that are about the hardware: on a CPU (`--cpu-tiny`) their verdict is "n/a (CPU)".
+HARDWARE_TARGETS = ("sku_s", "throughput", "mfu", "memory")
 TARGETS = {
     "evals": "UNet fwd <= 1/10 of original",
     "sku_s": "hero + story <= 3 s/SKU",
@@ -267,6 +269,7 @@ class Row:
     tflops: float | None = None
     peak_share: float | None = None  # percent
     targets: tuple[str, ...] = ()  # keys of TARGETS this row is judged on
+    cpu: bool = False  # measured on a CPU: only the hardware-independent targets are judged
     note: str = ""  # why a row has no figures (skipped, failed)
 
     @property
@@ -298,6 +301,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def judge(row: Row, target: str) -> str:
     """`pass`, `FAIL` or `n/a` (the figure is missing) for one of `TARGETS` on `row`."""
+    if row.cpu and target in HARDWARE_TARGETS:
+        return "n/a (CPU)"
     value, ok = {
         "evals": (row.evals_ratio, lambda v: v >= 10),
         "sku_s": (row.sku_s, lambda v: v <= 3),
@@ -629,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         rows += sdxl_rows(bench, peak)
 
     # 4. The table, with what it was measured on
+    for row in rows:
+        row.cpu = not bench.cuda
     header = _header(bench, name, peak, build_s, argv)
     text = header + "\n\n" + render_table(rows) + "\n"
     print(text)
