@@ -62,17 +62,18 @@ from prodvid_core.plan import plan_calls
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
 
-# The speed presets' settings (issue 10, item 1): LCM-LoRA at 4 steps, guidance 1.5. The LoRA for SD 1.5 does
-# not fit SD 2's UNet (another cross-attention width), so these rows paint the frames with the hero model too.
+# The speed presets' settings (issue 10, item 1): LCM-LoRA, the LCM scheduler, 6 steps, guidance 1.5 (as
+# `lcm-sd15` / `lcm-sdxl` of the `speed` setting). The LoRA for SD 1.5 does not fit SD 2's UNet (another
+# cross-attention width), so these rows paint the frames with the hero model too.
 SPEED_SD15: dict[str, Any] = {
     "scheduler": "lcm",
-    "steps": 4,
+    "steps": 6,
     "guidance": 1.5,
     "lora": ("latent-consistency/lcm-lora-sdv1-5",),
 }
 SPEED_SDXL: dict[str, Any] = {
     "scheduler": "lcm",
-    "steps": 4,
+    "steps": 6,
     "guidance": 1.5,
     "lora": ("latent-consistency/lcm-lora-sdxl",),
 }
