@@ -515,7 +515,8 @@ def throughput_rows(bench: Bench, peak: float | None, batches: Sequence[int]) ->
         models_used = " + ".join(
             _short(m) for m in dict.fromkeys((settings.hero_model, settings.frames_model))
         )
-        row = Row(f"story SKUs/h, {label}", models_used, str(settings.steps), batch, n, targets=targets)
+        steps = f"{settings.steps}" + (f" ({settings.scheduler})" if settings.scheduler else "")
+        row = Row(f"story SKUs/h, {label}", models_used, steps, batch, n, targets=targets)
         rows.append(_guarded(bench, row, body))
     return rows
 
