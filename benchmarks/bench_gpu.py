@@ -4,7 +4,7 @@ Run `benchmarks/gpu.sh` (or `make bench-gpu`) on a CUDA machine. It builds the f
 checkpoints once (`random_sd.py`: `sd15` for the hero image, `sd2` for the frames, `sdxl` unless `--quick`),
 then runs every row in this one process and prints one table; `--out FILE` also writes it with its device,
 command and date. `--cpu-tiny` runs the same rows on the CPU with the offline `tiny` / `tiny-xl` presets at a
-eighth of each format's side and model size 128, in about two minutes: it checks the script, not the hardware.
+eighth of each format's side and model size 128, in about a minute: it checks the script, not the hardware.
 
 What each row measures, all through the public API (`run.generate_many`, `Settings.load`):
 - `seed` / `story` rows (batch 1): hero latency (`HeroResult.seconds`), whole-SKU wall time of
