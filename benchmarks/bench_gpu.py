@@ -3,7 +3,7 @@
 Run `benchmarks/gpu.sh` (or `make bench-gpu`) on a CUDA machine. It builds the full-size random-weight
 checkpoints once (`random_sd.py`: `sd15` for the hero image, `sd2` for the frames, `sdxl` unless `--quick`),
 then runs every row in this one process and prints one table; `--out FILE` also writes it with its device,
-command and date. `--cpu-tiny` runs the same rows on the CPU with the offline `tiny` / `tiny-xl` presets at a
+command and date. `--cpu-tiny` runs the same rows on the CPU with the offline `tiny` / `tiny-xl` presets at an
 eighth of each format's side and model size 128, in about a minute: it checks the script, not the hardware.
 
 What each row measures, all through the public API (`run.generate_many`, `Settings.load`):
