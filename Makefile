@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prodvid-installed
 SAMPLE := build/sample/BOTTLE-1.png
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-gpu clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_frames.py
+
+# The GPU benchmark table (benchmarks/README.md); needs the CUDA build of torch in .venv. BENCH_ARGS=--quick
+bench-gpu: setup
+	PYTHON=$(BIN)/python benchmarks/gpu.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf build prodvid-data .pytest_cache

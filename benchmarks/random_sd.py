@@ -50,6 +50,9 @@ __all__ = [
     "resolve_benchmark_model",
     "add_model_arguments",
     "benchmark_settings",
+    "LCM_LORA_TARGETS",
+    "write_random_lora",
+    "random_lora_dir",
 ]
 
 ARCHS = ("sd15", "sd2", "sdxl")
@@ -400,6 +403,61 @@ def benchmark_settings(args: argparse.Namespace, **fields: Any) -> tuple[Setting
     named = args.model if model == args.model else f"{args.model} ({model})"
     settings = Settings(hero_model=model, frames_model=model, device=args.device, dtype=args.dtype, **fields)
     return settings, named
+
+
+# --- a stand-in for a speed preset's LoRA ----------------------------------------------------------------
+
+# The UNet modules the LCM-LoRAs adapt (diffusers' LCM-LoRA distillation scripts' `lora_target_modules`).
+LCM_LORA_TARGETS = (
+    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj",
+)  # fmt: skip
+LCM_LORA_RANK = 64
+
+
+def write_random_lora(model: str, directory: str | os.PathLike[str], *, rank: int = LCM_LORA_RANK) -> Path:
+    """Write a LoRA for `model`'s UNet (a preset or a diffusers folder) with LCM-LoRA's rank and targets.
+
+    The benchmark machine is offline, so the speed presets' LoRAs cannot be downloaded there. This one has
+    their shape, so loading and fusing it costs what theirs does, and fused, any LoRA adds no work per step.
+    Its B matrices are peft's default zeros: it leaves the model's numbers as they are (a random LoRA on a
+    random model in float16 could only add overflows). Written as `pipeline.save_lora_weights` writes a
+    downloaded one (`pytorch_lora_weights.safetensors`), so `load_lora_weights(directory)` reads it.
+    """
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionXLInpaintPipeline,
+        UNet2DConditionModel,
+    )
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    folder = models.resolve_model(model)
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float16)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LCM_LORA_TARGETS)))
+    layers = get_peft_model_state_dict(unet)
+    xl = unet.config.addition_embed_type == "text_time"
+    pipeline = StableDiffusionXLInpaintPipeline if xl else StableDiffusionInpaintPipeline
+    pipeline.save_lora_weights(directory, unet_lora_layers=layers, safe_serialization=True)
+    return Path(directory)
+
+
+def random_lora_dir(model: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """`<cache>/lora-<model's folder name>`, written by `write_random_lora` if it is not there yet."""
+    root = Path(cache_dir or os.environ.get("PRODVID_CACHE") or Path.home() / ".cache" / "prodvid")
+    final = root.expanduser() / f"lora-{Path(models.resolve_model(model)).name}"
+    if not (final / "pytorch_lora_weights.safetensors").is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        try:
+            write_random_lora(model, staging)
+            os.rename(staging, final)
+        except OSError:
+            if not (final / "pytorch_lora_weights.safetensors").is_file():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
 
 
 # --- CLI -------------------------------------------------------------------------------------------------
