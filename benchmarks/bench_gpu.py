@@ -27,10 +27,9 @@ What each row measures, all through the public API (`run.generate_many`, `Settin
   the UNet forwards (CUDA events around each forward). The share is of the GPU's dense fp16 tensor peak
   (`PEAK_TFLOPS`, by device name; `--peak-tflops` overrides).
 
-Speed-preset rows take their settings from `SPEED_SD15` / `SPEED_SDXL` (one dict each, below). Where the
-installed `Settings` does not accept them (no `lora` field, no `lcm` scheduler) those rows say so instead of
-failing. With random-weight models the LCM-LoRA of the preset cannot be downloaded (the benchmark machine is
-offline): a stand-in of the same rank and target modules is written with peft (`random_sd.random_lora_dir`,
+Speed-preset rows take their settings from the `speed` presets (`SPEED_SD15` / `SPEED_SDXL`, below). With
+random-weight models the LCM-LoRA of the preset cannot be downloaded (the benchmark machine is offline): a
+stand-in of the same rank and target modules is written with peft (`random_sd.random_lora_dir`,
 zero-initialised B matrices, so it leaves the random model's numbers as they are); fused, a LoRA adds no
 work per step, so the timings are the real preset's.
 """
@@ -57,25 +56,20 @@ import torch
 import random_sd
 from prodvid_core import formats, models, run
 from prodvid_core.brief import parse_brief
-from prodvid_core.errors import ProdvidError
 from prodvid_core.plan import plan_calls
 from prodvid_core.sample import sample_photo_bytes
+from prodvid_core.settings import SPEED_PRESETS
 from prodvid_core.storage import LocalStore
 
-# The speed presets' settings (issue 10, item 1): LCM-LoRA, the LCM scheduler, 6 steps, guidance 1.5 (as
-# `lcm-sd15` / `lcm-sdxl` of the `speed` setting). The LoRA for SD 1.5 does not fit SD 2's UNet (another
-# cross-attention width), so these rows paint the frames with the hero model too.
+# The speed presets' settings (`lcm-sd15` / `lcm-sdxl` of the `speed` setting: LCM-LoRA, the LCM scheduler,
+# few steps, low guidance), without their models: these rows paint with the benchmark's random checkpoints.
+# The LoRA for SD 1.5 does not fit SD 2's UNet (another cross-attention width), so the frames are painted with
+# the hero model too.
 SPEED_SD15: dict[str, Any] = {
-    "scheduler": "lcm",
-    "steps": 6,
-    "guidance": 1.5,
-    "lora": ("latent-consistency/lcm-lora-sdv1-5",),
+    k: v for k, v in SPEED_PRESETS["lcm-sd15"].items() if k not in ("hero_model", "frames_model")
 }
 SPEED_SDXL: dict[str, Any] = {
-    "scheduler": "lcm",
-    "steps": 6,
-    "guidance": 1.5,
-    "lora": ("latent-consistency/lcm-lora-sdxl",),
+    k: v for k, v in SPEED_PRESETS["lcm-sdxl"].items() if k not in ("hero_model", "frames_model")
 }
 STEPS = 25  # prodvid's default
 ORIGINAL_STEPS = 50  # the original method: one 50-step call per frame
@@ -436,15 +430,11 @@ def _compare(row: Row, orig: dict[str, float]) -> None:
     row.orig_calls, row.orig_evals, row.orig_s = orig.get("calls"), orig.get("evals"), orig.get("s")
 
 
-def speed_settings(bench: Bench, preset: dict, model: str) -> run.Settings | str:
-    """The speed preset's settings on `model` (hero and frames), or why this prodvid cannot run it."""
+def speed_settings(bench: Bench, preset: dict, model: str) -> run.Settings:
+    """The speed preset's settings on `model` (hero and frames), its LoRA the offline stand-in."""
     fields = dict(preset)
-    if "lora" in fields:
-        fields["lora"] = tuple(bench.loras.get(lora, lora) for lora in fields["lora"])
-    try:
-        return bench.settings(**{**fields, "hero_model": model, "frames_model": model})
-    except (TypeError, ProdvidError) as err:
-        return f"needs lora/lcm settings ({str(err).splitlines()[0][:80]})"
+    fields["lora"] = tuple(bench.loras.get(lora, lora) for lora in fields["lora"])
+    return bench.settings(**{**fields, "hero_model": model, "frames_model": model})
 
 
 def _guarded(bench: Bench, row: Row, body: Callable[[Row], None]) -> Row:
@@ -480,9 +470,6 @@ def latency_rows(bench: Bench, peak: float | None, name: str, spec: dict) -> lis
 
     def speed(row: Row) -> None:
         settings = speed_settings(bench, SPEED_SD15, bench.hero_model)
-        if isinstance(settings, str):
-            row.note = settings
-            return
         _fill(row, measure(bench, settings, make_skus(bench, spec, bench.skus)), peak)
         _compare(row, orig)
 
@@ -497,11 +484,8 @@ def latency_rows(bench: Bench, peak: float | None, name: str, spec: dict) -> lis
 
 
 def throughput_rows(bench: Bench, peak: float | None, batches: Sequence[int]) -> list[Row]:
-    """SKUs/hour of story SKUs at each batch size, with the speed preset when available, else 25 steps."""
-    settings = speed_settings(bench, SPEED_SD15, bench.hero_model)
-    label = "speed preset"
-    if isinstance(settings, str):
-        settings, label = bench.settings(steps=STEPS), f"{STEPS} steps ({settings.split(' (')[0]})"
+    """SKUs/hour of story SKUs at each batch size, with the speed preset."""
+    settings, label = speed_settings(bench, SPEED_SD15, bench.hero_model), "speed preset"
     rows = []
     for batch in batches:
         n = max(batch, bench.skus)
@@ -551,9 +535,6 @@ def sdxl_rows(bench: Bench, peak: float | None, name: str) -> list[Row]:
 
     def speed(row: Row) -> None:
         settings = speed_settings(bench, SPEED_SDXL, model)
-        if isinstance(settings, str):
-            row.note = settings
-            return
         _fill(row, measure(bench, settings, make_skus(bench, SEED, bench.skus)), peak)
         _compare(row, out)
 
