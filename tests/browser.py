@@ -43,10 +43,16 @@ function send() {{
   if (sent) return; sent = true;
   fetch("{report}", {{method: "POST", mode: "no-cors", body: JSON.stringify(out)}});
 }}
-function finish() {{ if ("naturalWidth" in out || out.imageError) {{ if ("seeked" in out || out.videoError) send(); }} }}
-image.onload = () => {{ out.naturalWidth = image.naturalWidth; out.naturalHeight = image.naturalHeight; finish(); }};
+function finish() {{
+  if (("naturalWidth" in out || out.imageError) && ("seeked" in out || out.videoError)) send();
+}}
+image.onload = () => {{
+  out.naturalWidth = image.naturalWidth; out.naturalHeight = image.naturalHeight; finish();
+}};
 image.onerror = () => {{ out.imageError = true; finish(); }};
-video.onerror = () => {{ out.videoError = video.error ? video.error.code + " " + video.error.message : "?"; send(); }};
+video.onerror = () => {{
+  out.videoError = video.error ? video.error.code + " " + video.error.message : "?"; send();
+}};
 video.addEventListener("loadeddata", () => {{
   out.readyState = video.readyState; out.startTime = video.currentTime; out.duration = video.duration;
   out.canPlayH264 = video.canPlayType('video/mp4; codecs="avc1.42E01E"');
@@ -58,7 +64,9 @@ video.addEventListener("timeupdate", () => {{
     video.pause(); video.currentTime = video.duration / 2;  // a seek: a Range request for the middle
   }}
 }});
-video.addEventListener("seeked", () => {{ if ("playedTo" in out) {{ out.seeked = video.currentTime; finish(); }} }});
+video.addEventListener("seeked", () => {{
+  if ("playedTo" in out) {{ out.seeked = video.currentTime; finish(); }}
+}});
 setTimeout(() => {{ out.timedOut = true; send(); }}, {timeout_ms});
 </script></body></html>
 """
@@ -97,7 +105,9 @@ def probe_media(image_url: str, video_url: str, *, timeout: float = 60) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "probe.html"
         page.write_text(
-            _PAGE.format(image=image_url, video=video_url, report=report, timeout_ms=int(timeout * 1000) - 5000)
+            _PAGE.format(
+                image=image_url, video=video_url, report=report, timeout_ms=int(timeout * 1000) - 5000
+            )
         )
         proc = subprocess.Popen(
             [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile", page.as_uri()],

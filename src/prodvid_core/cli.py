@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
     )
     srv.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    srv.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     srv.add_argument("--port", type=int, default=3001, help="port to listen on (default 3001; 0: a free one)")
 
     mod = sub.add_parser("models", help="model utilities")

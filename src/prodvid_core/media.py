@@ -14,8 +14,12 @@ Only the store's outputs are linked (`OUTPUT_PREFIXES`); the inbox and the senso
 from __future__ import annotations
 
 import os
+import weakref
 from urllib.parse import quote
 
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
 from PIL import Image
 
 from prodvid_core import layout
@@ -82,7 +86,7 @@ def media_url(
         raise ProdvidError(f"Storage key {key!r} is not an output of prodvid: only outputs get media links.")
     store.url(key)  # checks the key is plain
     if isinstance(store, S3Store):
-        return store.client.generate_presigned_url(
+        return _presigner(store).generate_presigned_url(
             "get_object",
             Params={"Bucket": store.bucket, "Key": store.prefix + key},
             ExpiresIn=check_expires(expires),
@@ -90,6 +94,23 @@ def media_url(
     if base_url is None:
         return None
     return f"{base_url.rstrip('/')}/{quote(key)}"
+
+
+_PRESIGNERS: weakref.WeakKeyDictionary[S3Store, BaseClient] = weakref.WeakKeyDictionary()
+
+
+def _presigner(store: S3Store) -> BaseClient:
+    """A client like the store's, signing with SigV4: botocore presigns S3 URLs with the legacy SigV2 unless
+    told otherwise, which newer AWS regions refuse and which cannot say how long a URL lives."""
+    if store not in _PRESIGNERS:
+        meta = store.client.meta
+        _PRESIGNERS[store] = boto3.session.Session().client(
+            "s3",
+            endpoint_url=store.endpoint_url,
+            region_name=meta.region_name,
+            config=meta.config.merge(Config(signature_version="s3v4")),
+        )
+    return _PRESIGNERS[store]
 
 
 def inbox_location(store: ObjectStore) -> str:
@@ -112,7 +133,8 @@ def save_contact_sheet(store: ObjectStore, sku: str, manifest: dict) -> str:
     a browser shows for "the frames" at a glance.
     """
     count = len(manifest["frames"])
-    picks = sorted({round(i * (count - 1) / max(SHEET_FRAMES - 1, 1)) for i in range(min(SHEET_FRAMES, count))})
+    shown = min(SHEET_FRAMES, count)
+    picks = sorted({round(i * (count - 1) / max(shown - 1, 1)) for i in range(shown)})
     width, height = manifest["size"]
     columns = min(SHEET_COLUMNS, len(picks))
     rows = -(-len(picks) // columns)

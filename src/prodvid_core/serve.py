@@ -304,4 +304,3 @@ def serve(store: ObjectStore, host: str = "127.0.0.1", port: int = 3001, **kwarg
         server.serve_forever()
     finally:
         server.server_close()
-
