@@ -4,6 +4,7 @@ import dagster as dg
 
 from prodvid_dagster.assets import ASSETS
 from prodvid_dagster.checks import CHECKS
+from prodvid_dagster.inbox_asset import inbox_asset
 from prodvid_dagster.io_manager import ObjectStoreIOManager
 from prodvid_dagster.jobs import prodvid_job
 from prodvid_dagster.resources import ModelsResource, StoreResource
@@ -15,7 +16,7 @@ from prodvid_dagster.sensors import inbox_sensor
 store = StoreResource.configure_at_launch()
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[inbox_asset, *ASSETS],
     asset_checks=CHECKS,
     jobs=[prodvid_job],
     sensors=[inbox_sensor],
