@@ -7,7 +7,8 @@
    server, so every hero image, contact sheet and video of a local store links there;
 3. Ctrl-C (or SIGTERM) stops both, by their pids: `dagster dev` gets one SIGINT (a second one would cut its
    own shutdown short, so each child runs in a process group of its own, out of reach of the terminal's
-   Ctrl-C) and the media server a SIGTERM; whatever still runs after `STOP_SECONDS` is killed with its group.
+   Ctrl-C) and the media server a SIGTERM; then what each left in its process group gets SIGTERM, and
+   whatever still runs after `STOP_SECONDS` SIGKILL.
    If either exits by itself, the other is stopped too.
 
 No dagster import: this only starts and stops processes.
@@ -16,6 +17,7 @@ No dagster import: this only starts and stops processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,19 +39,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop(proc: subprocess.Popen, sig: int, deadline: float) -> None:
-    """Signal `proc` once, then kill its process group if it has not ended by `deadline`."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
+def _group_alive(pgid: int) -> bool:
     try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _finish(proc: subprocess.Popen, deadline: float) -> None:
+    """Wait for `proc` (already signalled), then for the rest of its process group: what it leaves behind
+    (dagster dev's code servers would wait for a heartbeat timeout, a run worker would run on) gets SIGTERM,
+    and whatever is left at `deadline` SIGKILL. The group's id is `proc`'s pid, which the kernel does not
+    reuse while the group has members, so no other process is ever signalled."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
+    if _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGTERM)
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(proc.pid):
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    stopping = []
+
+    def stop(signum, _frame) -> None:
+        stopping.append(signum)
+
+    # Before the children start: they inherit an ignored SIGINT (ours, when `make ui` runs in the background
+    # of a script) but not a handler, which exec resets to the default.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     store = args.store if args.store.startswith("s3://") else str(Path(args.store).resolve())
     media_url = os.environ.get("PRODVID_MEDIA_URL") or f"http://127.0.0.1:{args.media_port}"
     env = {**os.environ, "PRODVID_STORE": store, "PRODVID_MEDIA_URL": media_url}
@@ -71,19 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    # 3. until Ctrl-C, SIGTERM, or one of them ends
-    stopping = []
-
-    def stop(signum, _frame) -> None:
-        stopping.append(signum)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    # 3. until Ctrl-C, SIGTERM, or one of them ends; then one signal each, and their process groups
     while not stopping and media.poll() is None and dev.poll() is None:
         time.sleep(0.2)
     deadline = time.monotonic() + STOP_SECONDS
-    _stop(dev, signal.SIGINT, deadline)
-    _stop(media, signal.SIGTERM, deadline)
+    for proc, sig in ((dev, signal.SIGINT), (media, signal.SIGTERM)):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    _finish(media, deadline)
+    _finish(dev, deadline)
     print("prodvid ui: stopped.", flush=True)
     return 0 if stopping else 1
 
