@@ -27,6 +27,7 @@ EXPECTED_KEYS = {
     "hero_image/BOTTLE-1.json",
     "frames/BOTTLE-1/manifest.json",
     "frames/BOTTLE-1/world.png",  # the frames are rendered from it: no frame PNGs unless kept
+    "frames/BOTTLE-1/contact_sheet.png",  # what the frames' link opens in a browser
     "video/BOTTLE-1.mp4",
     "video/BOTTLE-1.json",
 }
