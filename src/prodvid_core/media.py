@@ -36,7 +36,6 @@ __all__ = [
     "base_url_from_env",
     "expires_from_env",
     "inbox_location",
-    "contact_sheet_png",
     "save_contact_sheet",
 ]
 
@@ -120,11 +119,6 @@ def inbox_location(store: ObjectStore) -> str:
     return store.url(f"{INBOX_PREFIX}x")[:-1]
 
 
-def contact_sheet_png(sku: str) -> str:
-    """The frames' contact sheet, beside the world canvas and manifest it is rendered from."""
-    return f"{layout.frames_prefix(sku)}contact_sheet.png"
-
-
 def save_contact_sheet(store: ObjectStore, sku: str, manifest: dict) -> str:
     """Render up to `SHEET_FRAMES` frames, evenly spaced, as one PNG grid `SHEET_WIDTH` px wide (each frame
     checked against its sha256 on the way), store it and return its key.
@@ -144,6 +138,6 @@ def save_contact_sheet(store: ObjectStore, sku: str, manifest: dict) -> str:
     for n, frame in enumerate(load_frames(store, sku, manifest, indices=picks)):
         thumb = Image.fromarray(frame).resize((cell_w, cell_h), Image.Resampling.LANCZOS)
         sheet.paste(thumb, ((n % columns) * cell_w, (n // columns) * cell_h))
-    key = contact_sheet_png(sku)
+    key = layout.contact_sheet_png(sku)
     store.write_bytes(key, png_bytes(sheet))
     return key

@@ -60,7 +60,7 @@ def resolve(store: LocalStore, url_path: str) -> Path | None:
     3. The file, with every symbolic link resolved, must still lie under an output folder of the store
        (a link to `/etc/passwd` or into `inbox/` is refused), and be a regular file.
     """
-    key = unquote(url_path.lstrip("/") if url_path.startswith("/") else url_path, errors="strict")
+    key = unquote(url_path.removeprefix("/"), errors="strict")
     parts = key.split("/")
     if "\x00" in key or "\\" in key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         return None

@@ -120,6 +120,7 @@ def test_keep_frames_stores_the_rendered_frames_as_pngs(instance, store):
         *pngs,
         layout.frames_manifest(SKU),
         layout.world_checkpoint(SKU),
+        layout.contact_sheet_png(SKU),
     }
     for key, frame in zip(pngs, load_frames(store, SKU), strict=True):
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(store.read_bytes(key)))), frame)
