@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def dev_command(workspace: str) -> list[str]:
+    """The command that runs the Dagster webserver and daemon for prodvid's definitions (it takes `--host`
+    and `--port`)."""
+    return [sys.executable, "-m", "dagster", "dev", "--workspace", workspace]
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -85,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         env=env, start_new_session=True,
     )  # fmt: skip
     dev = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port),
-         "-w", args.workspace],
+        [*dev_command(args.workspace), "--host", "127.0.0.1", "--port", str(args.port)],
         env=env, start_new_session=True,
     )  # fmt: skip
     print(
