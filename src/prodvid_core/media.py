@@ -120,8 +120,8 @@ def inbox_location(store: ObjectStore) -> str:
 
 
 def save_contact_sheet(store: ObjectStore, sku: str, manifest: dict) -> str:
-    """Render up to `SHEET_FRAMES` frames, evenly spaced, as one PNG grid `SHEET_WIDTH` px wide (each frame
-    checked against its sha256 on the way), store it and return its key.
+    """Render up to `SHEET_FRAMES` frames, evenly spaced, as one PNG grid at most `SHEET_WIDTH` px wide (each
+    frame checked against its sha256 on the way, none enlarged), store it and return its key.
 
     The frames themselves are not stored one by one (they are windows of the world canvas), so this is what
     a browser shows for "the frames" at a glance.
@@ -132,12 +132,12 @@ def save_contact_sheet(store: ObjectStore, sku: str, manifest: dict) -> str:
     width, height = manifest["size"]
     columns = min(SHEET_COLUMNS, len(picks))
     rows = -(-len(picks) // columns)
-    cell_w = SHEET_WIDTH // columns
+    cell_w = min(SHEET_WIDTH // columns, width)  # never enlarged
     cell_h = max(1, round(height * cell_w / width))
     sheet = Image.new("RGB", (cell_w * columns, cell_h * rows), "white")
     for n, frame in enumerate(load_frames(store, sku, manifest, indices=picks)):
         thumb = Image.fromarray(frame).resize((cell_w, cell_h), Image.Resampling.LANCZOS)
         sheet.paste(thumb, ((n % columns) * cell_w, (n // columns) * cell_h))
     key = layout.contact_sheet_png(sku)
-    store.write_bytes(key, png_bytes(sheet))
+    store.write_bytes(key, png_bytes(sheet, compress_level=1))  # a preview: fast beats small
     return key

@@ -71,6 +71,13 @@ def test_one_sku_end_to_end_local(instance, store):
     assert len(manifest["frames"]) == BRIEF["num_frames"] and manifest["fps"] == BRIEF["fps"]
     assert manifest["prompt"] == BRIEF["prompt"] and manifest["seed"] == BRIEF["seed"]
     assert probe(store.read_bytes(layout.video_mp4(SKU))) == (BRIEF["num_frames"], BRIEF["fps"], (256, 256))
+    # the contact sheet shows every frame of this short video, 4 a row, at its own size (never enlarged)
+    sheet = np.asarray(Image.open(io.BytesIO(store.read_bytes(layout.contact_sheet_png(SKU)))))
+    rendered = list(load_frames(store, SKU))
+    assert sheet.shape == (512, 1024, 3) and len(rendered) == 6
+    for k, frame in enumerate(rendered):
+        row, column = divmod(k, 4)
+        assert np.array_equal(sheet[row * 256 : (row + 1) * 256, column * 256 : (column + 1) * 256], frame)
 
     # all four checks ran against the SKU's partition and passed
     checks = check_results(result)
