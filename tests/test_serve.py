@@ -98,7 +98,6 @@ def get(port: int, path: str, headers: dict | None = None, method: str = "GET"):
         "//etc/passwd",
         "/%2fetc/passwd",
         "/video//S-1.mp4",
-        "//video/S-1.mp4",
         "/video/./S-1.mp4",
         "/hero_image/out.png",  # a symbolic link out of the store
         "/video/in.mp4",  # a symbolic link into the inbox

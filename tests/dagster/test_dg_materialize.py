@@ -222,7 +222,11 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
 
     # the MP4 at the output size and the brief's fps; frames/ holds the world and manifest, no frame PNGs
     assert probe(store.read_bytes(layout.video_mp4(SKU))) == (3, 12, (1080, 1920))
-    assert set(store.list(f"frames/{SKU}/")) == {layout.frames_manifest(SKU), layout.world_checkpoint(SKU)}
+    assert set(store.list(f"frames/{SKU}/")) == {
+        layout.frames_manifest(SKU),
+        layout.world_checkpoint(SKU),
+        layout.contact_sheet_png(SKU),
+    }
 
     # what a person sees in the UI: the format and sizes, previews small enough to render in place
     canvas_meta = metadata(instance, "expanded_canvas", SKU)
