@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -198,3 +199,29 @@ def test_media_urls(tmp_path, s3_store: S3Store):
     assert "X-Amz-Expires=604800" in media.media_url(s3_store, key)  # 7 days, SigV4's longest
     with pytest.raises(ProdvidError, match="7 days"):
         media.media_url(s3_store, key, expires=media.MAX_EXPIRES + 1)
+
+
+def test_an_s3_store_is_served_by_presigned_redirects(s3_store: S3Store):
+    """For an S3 store the bytes never pass through the server: a file request is redirected to a presigned
+    URL, and the review page links presigned URLs; the inbox stays out of reach."""
+    from prodvid_core.serve import make_server
+
+    s3_store.write_bytes(layout.video_mp4("S-1"), VIDEO)
+    s3_store.write_bytes(layout.hero_png("S-1"), png_bytes(Image.new("RGB", (8, 8))))
+    s3_store.write_bytes(layout.inbox_photo("S-1", ".png"), SECRET)
+    server = make_server(s3_store, "127.0.0.1", 0, expires=300)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        status, headers, _ = get(port, "/video/S-1.mp4")
+        assert status == 302 and "X-Amz-Expires=300" in headers["Location"]
+        with urllib.request.urlopen(headers["Location"], timeout=30) as response:
+            assert response.read() == VIDEO
+        for path in ("/inbox/S-1.png", "/video/../inbox/S-1.png", "/video/%2e%2e/inbox/S-1.png"):
+            assert get(port, path)[0] == 404, path
+        page = get(port, "/")[2].decode()
+        assert f"{s3_store.bucket}/{s3_store.prefix}video/S-1.mp4?" in page and "X-Amz-Signature=" in page
+    finally:
+        server.shutdown()
+        server.server_close()
