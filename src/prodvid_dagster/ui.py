@@ -32,9 +32,20 @@ STOP_SECONDS = 20  # dagster dev waits for its webserver and daemon to stop; see
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make ui", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_PORT", 3000)))
-    parser.add_argument("--media-port", type=int, default=int(os.environ.get("PRODVID_MEDIA_PORT", 3001)))
-    parser.add_argument("--store", default=os.environ.get("PRODVID_STORE") or "./prodvid-data")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("DAGSTER_PORT", 3000)), help="the Dagster UI's (3000)"
+    )
+    parser.add_argument(
+        "--media-port",
+        type=int,
+        default=int(os.environ.get("PRODVID_MEDIA_PORT", 3001)),
+        help="the media server's and review page's (3001)",
+    )
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("PRODVID_STORE") or "./prodvid-data",
+        help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)",
+    )
     parser.add_argument("--workspace", default="workspace.yaml", help="the workspace file dagster dev loads")
     return parser
 
