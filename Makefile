@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.prodvid-installed
 SAMPLE := build/sample/BOTTLE-1.png
 
-.PHONY: setup demo test lint bench bench-gpu clean
+.PHONY: setup demo test lint bench bench-gpu clean ui
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: setup
 	$(BIN)/prodvid sample $(SAMPLE)
 	$(BIN)/prodvid generate BOTTLE-1 --image $(SAMPLE) --preset tiny --steps 8 --format story \
 		--prompt "a glass bottle on a sunlit marble kitchen counter, soft morning light"
+
+# The Dagster UI (webserver + daemon, http://127.0.0.1:3000) and prodvid's media server with the review page
+# (http://127.0.0.1:3001/), PRODVID_MEDIA_URL set so results link there; Ctrl-C stops all of them.
+ui: setup
+	$(BIN)/python -m prodvid_dagster.ui
 
 test: setup
 	$(BIN)/python -m pytest

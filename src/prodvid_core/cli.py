@@ -4,6 +4,7 @@
                      [--store DIR|s3://bucket/prefix] [--preset tiny] ...
     prodvid inbox [--store DIR|s3://bucket/prefix] [--batch-size N] [--sku SKU ...] [--format F] ...
     prodvid frames SKU --out DIR [--store DIR|s3://bucket/prefix]
+    prodvid serve [--store DIR|s3://bucket/prefix] [--host 127.0.0.1] [--port 3001]
     prodvid models tiny DIR
     prodvid sample PATH
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -77,6 +79,18 @@ def _parser() -> argparse.ArgumentParser:
         "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
     )
     frm.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
+
+    srv = sub.add_parser(
+        "serve", help="serve the store's outputs (images, videos) and a review page to a browser, read-only"
+    )
+    srv.add_argument(
+        "--store", help="a folder or s3://bucket/prefix (default $PRODVID_STORE or ./prodvid-data)"
+    )
+    srv.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default $PRODVID_S3_ENDPOINT_URL)")
+    srv.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    srv.add_argument("--port", type=int, default=3001, help="port to listen on (default 3001; 0: a free one)")
 
     mod = sub.add_parser("models", help="model utilities")
     mod_sub = mod.add_subparsers(dest="models_command", required=True)
@@ -418,6 +432,24 @@ def _inbox(args: argparse.Namespace) -> int:
     return 2 if found.rejected or refused else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from prodvid_core import media, serve
+    from prodvid_core.storage import open_store
+
+    def stop(_signum, _frame):  # SIGTERM (how `make ui` stops it) ends it as Ctrl-C does
+        raise KeyboardInterrupt
+
+    store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve.serve(store, args.host, args.port, expires=media.expires_from_env())
+    except OSError as e:
+        raise ProdvidError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}.") from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _one_line(error: BaseException) -> str:
     """An error message as exactly one line."""
     return " ".join(str(error).split("\n")).strip()
@@ -454,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inbox(args)
         if args.command == "frames":
             return _frames(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "models":
             from prodvid_core import presets
 

@@ -18,6 +18,7 @@ __all__ = [
     "frame_png",
     "frames_manifest",
     "world_checkpoint",
+    "contact_sheet_png",
     "video_mp4",
     "video_json",
     "INBOX_STATE_PREFIX",
@@ -72,6 +73,11 @@ def frames_manifest(sku: str) -> str:
 def world_checkpoint(sku: str) -> str:
     """The world canvas after the last finished diffusion call: RGB pixels, alpha 255 where painted."""
     return f"{frames_prefix(sku)}world.png"
+
+
+def contact_sheet_png(sku: str) -> str:
+    """Some of the frames as one grid, for a browser (`media.save_contact_sheet`, from Dagster's `frames`)."""
+    return f"{frames_prefix(sku)}contact_sheet.png"
 
 
 def video_mp4(sku: str) -> str:

@@ -8,6 +8,8 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 |---|---|---|
 | `StoreResource.location` | `PRODVID_STORE` | `./prodvid-data` |
 | `StoreResource.s3_endpoint_url` | `PRODVID_S3_ENDPOINT_URL` | AWS |
+| `StoreResource.media_url` | `PRODVID_MEDIA_URL` | unset (a local store's results get no link) |
+| `StoreResource.media_url_expires` | `PRODVID_MEDIA_URL_EXPIRES` | 604800 (7 days: presigned S3 links) |
 | `ModelsResource.preset` | `PRODVID_PRESET` | unset (real models) |
 | `ModelsResource.hero_model` | `PRODVID_HERO_MODEL` | SD 1.5 inpainting |
 | `ModelsResource.frames_model` | `PRODVID_FRAMES_MODEL` | SD 2 inpainting |
@@ -149,6 +151,17 @@ class StoreResource(dg.ConfigurableResource):
     )
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint: MinIO, R2, a local server ($PRODVID_S3_ENDPOINT_URL)."
+    )
+
+    media_url: str | None = Field(
+        None,
+        description="Where `prodvid serve` answers for a local store, e.g. http://127.0.0.1:3001: the hero "
+        "image, frames and video link there ($PRODVID_MEDIA_URL; `make ui` sets it).",
+    )
+    media_url_expires: int | None = Field(
+        None,
+        description="Seconds a presigned link to an S3 store's result stays valid, up to 604800 "
+        "($PRODVID_MEDIA_URL_EXPIRES, 7 days).",
     )
 
     _store: ObjectStore | None = PrivateAttr(default=None)

@@ -47,8 +47,8 @@ def layout_keys(store: ObjectStore, sku: str) -> list[str]:
 
 
 def inbox_tick(instance: dg.DagsterInstance, defs: dg.Definitions):
-    """One tick of the inbox sensor against `instance`, from a blank cursor, with the partitions it asks for
-    added as the daemon adds them; the tick's result (its run requests)."""
+    """One tick of the inbox sensor against `instance`, from a blank cursor, its observations recorded and the
+    partitions it asks for added, as the daemon does; the tick's result (its run requests)."""
     from prodvid_dagster.resources import StoreResource
 
     context = dg.build_sensor_context(
@@ -59,6 +59,8 @@ def inbox_tick(instance: dg.DagsterInstance, defs: dg.Definitions):
         definitions=defs,
     )
     tick = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
+    for event in tick.asset_events:
+        instance.report_runless_asset_event(event)
     for request in tick.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return tick

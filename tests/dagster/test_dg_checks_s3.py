@@ -1,6 +1,7 @@
 """Checks that catch a tampered artifact and name the SKU; the whole chain on the real S3-protocol server."""
 
 import io
+import urllib.request
 import uuid
 
 import dagster as dg
@@ -124,3 +125,12 @@ def test_whole_chain_on_s3(instance, fast_env, monkeypatch, s3_endpoint):
     assert video.probe(s3.read_bytes(layout.video_mp4(SKU)))[0] == BRIEF["num_frames"]
     hero_meta = result.asset_materializations_for_node("hero_image")[0].metadata
     assert hero_meta["storage"].value == f"s3://{bucket}/catalog/{layout.hero_png(SKU)}"
+    # the links are presigned URLs (7 days by default) that a plain HTTP client opens
+    video_meta = result.asset_materializations_for_node("video")[0].metadata
+    for url, key in (
+        (hero_meta["full size"].value, layout.hero_png(SKU)),
+        (video_meta["play"].value, layout.video_mp4(SKU)),
+    ):
+        assert "X-Amz-Expires=604800" in url and "X-Amz-Signature=" in url
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == s3.read_bytes(key)

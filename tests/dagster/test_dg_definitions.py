@@ -18,11 +18,14 @@ def test_definitions_load_with_everything_wired():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     names = {key.path[-1] for key in graph.get_all_asset_keys()}
-    assert names == {"expanded_canvas", "mask", "hero_image", "frames", "video"}
+    assert names == {"inbox", "expanded_canvas", "mask", "hero_image", "frames", "video"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.partitions_def.name == "sku" and node.group_name == "prodvid" and node.description
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        made = key.path[-1] != "inbox"  # the inbox is observed, never made
+        assert node.is_executable == made
+        assert node.backfill_policy == (dg.BackfillPolicy.single_run() if made else None)
+    assert graph.get(dg.AssetKey("expanded_canvas")).parent_keys == {dg.AssetKey("inbox")}
     assert {k.name for k in graph.asset_check_keys} == {
         "hero_product_exact",
         "frames_product_exact",

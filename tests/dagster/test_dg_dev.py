@@ -1,7 +1,9 @@
-"""`dg dev` with the shipped pyproject.toml ([tool.dg]) and dagster.yaml, as a new user runs it: the UI
-answers and lists the five partitioned assets; a photo and brief dropped into the inbox start a run by
-themselves that ends with the hero image, its preview and green checks. A run terminated mid-frames and
-re-executed from failure paints only the frames it had not stored.
+"""`make ui` (`dg dev` with the shipped pyproject.toml and dagster.yaml, and prodvid's media server), as a new
+user runs it: the UI answers and lists the partitioned assets; a photo and brief dropped into the inbox
+start a run by themselves that ends with the hero image, its preview and green checks, and with links that
+open the full-size hero image and play the video in a real browser; a rejected inbox entry shows its reason
+on its partition. A run terminated mid-frames and re-executed from failure paints only the frames it had not
+stored. Ctrl-C stops every process `make ui` started.
 
 One `dg dev` (10-20 s to start) serves every test of this module."""
 
@@ -25,16 +27,18 @@ import pytest
 from dgtest import BRIEF, FAST_ENV, UNSET_ENV, drop_sku
 from PIL import Image
 
+from browser import probe_media
 from prodvid_core import layout
 from prodvid_core.brief import parse_brief
 from prodvid_core.frames import load_frames, read_manifest
 from prodvid_core.run import Settings, generate_sku
 from prodvid_core.sample import sample_photo_bytes
 from prodvid_core.storage import LocalStore
-from sockets import is_loopback, listening_addresses
+from sockets import _descendants, is_loopback, listening_addresses
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = {"expanded_canvas", "mask", "hero_image", "frames", "video"}
+UI_STOP_SECONDS = 20  # prodvid_dagster.ui.STOP_SECONDS
 
 
 def _free_port() -> int:
@@ -82,16 +86,16 @@ class DagsterDev(NamedTuple):
 
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
-    """`dg dev` (the README's command: it makes the workspace from [tool.dg] and runs `dagster dev` on it)
-    on its default host (127.0.0.1) and a free port with the shipped dagster.yaml, in a DAGSTER_HOME of its
-    own, with the fast settings and a local store; answering when yielded, stopped by its pid after the
-    module's last test."""
+    """`make ui`'s command (`dg dev` and the media server on 127.0.0.1) on free ports with the shipped
+    pyproject.toml and dagster.yaml, in a DAGSTER_HOME of its own, with the fast settings and a local store;
+    answering when yielded, stopped with Ctrl-C (SIGINT to its pid) after the module's last test, which must
+    stop every process it started."""
     tmp = tmp_path_factory.mktemp("dagster-dev")
     home = tmp / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     store = LocalStore(tmp / "store")
-    port = _free_port()
+    port, media_port = _free_port(), _free_port()
     pythonpath = [p for p in (os.environ.get("PYTHONPATH"), str(REPO / "src")) if p]
     env = {
         **os.environ,
@@ -101,14 +105,14 @@ def dagster_dev(tmp_path_factory):
         "PYTHONPATH": os.pathsep.join(pythonpath),
         "OMP_NUM_THREADS": "1",
     }
-    for name in (*UNSET_ENV, "PRODVID_S3_ENDPOINT_URL"):
+    for name in (*UNSET_ENV, "PRODVID_S3_ENDPOINT_URL", "PRODVID_MEDIA_URL"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "dagster_dg_cli.cli", "dev", "--target-path", str(REPO)]
+    command = [sys.executable, "-m", "prodvid_dagster.ui", "--project", str(REPO)]
     log = tmp / "dagster-dev.log"
     # the instance's storage is created here first: created by two processes at once, it can fail
     with dg.DagsterInstance.from_config(str(home)) as instance, open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*command, "-p", str(port)],  # no -h: the default host, as a user runs it, must be loopback
+            [*command, "--port", str(port), "--media-port", str(media_port)],
             cwd=tmp,
             env=env,
             stdout=out,
@@ -117,16 +121,35 @@ def dagster_dev(tmp_path_factory):
         )
         try:
             wait_for(lambda: graphql(port, REPOSITORIES), 120, "the webserver", proc, log)
+            media = f"http://127.0.0.1:{media_port}/"
+            wait_for(
+                lambda: urllib.request.urlopen(media, timeout=10).status, 30, "the media server", proc, log
+            )
             yield DagsterDev(port, proc, log, instance, store)
         finally:
+            started = {pid: _started_at(pid) for pid in _descendants(proc.pid) - {proc.pid}}
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # dg dev (dagster dev) shuts its children down on Ctrl-C
+                proc.send_signal(signal.SIGINT)  # Ctrl-C: the ui stops dagster dev and the media server
                 try:
                     # Seen to take 30 s and more after a killed run worker; the store is checked by then
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=UI_STOP_SECONDS + 5)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+            left = [pid for pid, at in started.items() if at is not None and _started_at(pid) == at]
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            assert not left, f"processes left running after Ctrl-C: {left}\n{log.read_text()[-4000:]}"
+
+
+def _started_at(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), None when it is gone or a zombie: with the pid, it
+    names the one process, never another that got its pid later."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
 
 
 ASSET_NODES = "{ assetNodes { assetKey { path } isPartitioned groupName description } }"
@@ -181,6 +204,58 @@ def assert_page_shows_preview(port: int, sku: str) -> None:
     assert "Show Markdown" not in dom
 
 
+def _link(instance: dg.DagsterInstance, asset: str, sku: str, label: str) -> str:
+    """The URL under `label` on the latest materialization of `asset` for `sku`."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[sku]), limit=1
+    ).records
+    value = records[0].asset_materialization.metadata[label]
+    assert isinstance(value, dg.UrlMetadataValue), value
+    return value.url
+
+
+def assert_results_open(instance: dg.DagsterInstance, sku: str) -> None:
+    """The links on hero_image, frames and video point at the media server `make ui` started, which serves
+    them with their types; in Chromium the hero image loads at full size and the video plays and seeks."""
+    hero = _link(instance, "hero_image", sku, "full size")
+    sheet = _link(instance, "frames", sku, "contact sheet")
+    video = _link(instance, "video", sku, "play")
+    base = hero.rpartition("/hero_image/")[0]
+    assert base.startswith("http://127.0.0.1:")
+    assert (sheet, video) == (f"{base}/frames/{sku}/contact_sheet.png", f"{base}/video/{sku}.mp4")
+    for url, kind in ((hero, "image/png"), (sheet, "image/png"), (video, "video/mp4")):
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.headers["Content-Type"] == kind
+    with urllib.request.urlopen(f"{base}/", timeout=30) as response:  # the review page
+        page = response.read().decode()
+    assert f'<tr id="sku-{sku}">' in page and f'src="/video/{sku}.mp4"' in page and BRIEF["prompt"] in page
+    if CHROMIUM is None:
+        assert not os.environ.get("PRODVID_REQUIRE_BROWSER"), "chromium is required but not installed"
+        warnings.warn("browser check skipped: chromium is not installed", stacklevel=2)
+        return
+    seen = probe_media(hero, video)
+    width = int(FAST_ENV["PRODVID_SIZE"])  # the format's width
+    assert (seen.get("naturalWidth"), seen.get("naturalHeight")) == (width, width), seen
+    assert seen.get("readyState", 0) >= 2 and seen.get("playedTo", 0) > seen.get("startTime", 0), seen
+    assert seen.get("seeked") == pytest.approx(seen["duration"] / 2, abs=0.2), seen
+
+
+INBOX_STATE = """query($sku: String!) { assetNodeOrError(assetKey: {path: ["inbox"]}) { ... on AssetNode {
+  assetObservations(partitions: [$sku], limit: 1) { partition description
+    metadataEntries { label ... on TextMetadataEntry { text } } } } } }"""
+PARTITIONS = """{ assetNodeOrError(assetKey: {path: ["inbox"]}) { ... on AssetNode { partitionKeys } } }"""
+
+
+def assert_inbox_state_shown(port: int, sku: str, state: str, reason: str) -> None:
+    """The `inbox` asset has a partition for `sku`, whose latest observation (as the UI reads it) gives its
+    state and the reason."""
+    assert sku in graphql(port, PARTITIONS)["assetNodeOrError"]["partitionKeys"]
+    (observation,) = graphql(port, INBOX_STATE, {"sku": sku})["assetNodeOrError"]["assetObservations"]
+    entries = {e["label"]: e.get("text") for e in observation["metadataEntries"]}
+    assert observation["partition"] == sku and entries["state"] == state
+    assert reason in observation["description"] and f"SKU {sku}" in observation["description"]
+
+
 def test_dagster_dev_listens_on_loopback_only(dagster_dev):
     """Started as the README says (no host given), the webserver and every process below it (code server,
     daemon) listen on loopback only: nothing is reachable from another machine unless asked for."""
@@ -195,7 +270,7 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     # the UI answers and lists the five assets, partitioned by SKU, in their group
     nodes = wait_for(lambda: graphql(port, ASSET_NODES)["assetNodes"], 120, "the webserver", proc, log)
     by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
-    assert set(by_name) == ASSETS
+    assert set(by_name) == {"inbox", *ASSETS}
     assert all(
         n["isPartitioned"] and n["groupName"] == "prodvid" and n["description"] for n in by_name.values()
     )
@@ -203,6 +278,7 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     # two photos and their briefs land; the sensor (running by default) starts their runs by itself
     drop_sku(store, "DEV-1")
     drop_sku(store, "DEV-2", {**BRIEF, "seed": 2})
+    drop_sku(store, "TYPO-9", {"promt": "a typo"})  # rejected: its partition says why
     runs = wait_for(lambda: finished_runs(port, "DEV-1"), 240, "the sensor's run of DEV-1", proc, log)
     other = wait_for(lambda: finished_runs(port, "DEV-2"), 240, "the sensor's run of DEV-2", proc, log)
     assert runs[0]["status"] == other[0]["status"] == "SUCCESS", log.read_text()[-4000:]
@@ -226,6 +302,8 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     ]
     assert len(checks) == 4 and all(c.passed and c.partition == "DEV-1" for c in checks)
     assert_page_shows_preview(port, "DEV-1")
+    assert_results_open(instance, "DEV-1")
+    assert_inbox_state_shown(port, "TYPO-9", "rejected", "unknown field 'promt'")
     assert json.loads(store.read_bytes(layout.frames_manifest("DEV-1")))["seed"] == BRIEF["seed"]
 
     # by hand: two SKUs with photos but no brief, added as partitions and backfilled with the prompt set

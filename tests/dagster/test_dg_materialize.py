@@ -26,6 +26,7 @@ EXPECTED_KEYS = {
     "hero_image/BOTTLE-1.json",
     "frames/BOTTLE-1/manifest.json",
     "frames/BOTTLE-1/world.png",  # the frames are rendered from it: no frame PNGs unless kept
+    "frames/BOTTLE-1/contact_sheet.png",  # what the frames' link opens in a browser
     "video/BOTTLE-1.mp4",
     "video/BOTTLE-1.json",
 }
@@ -69,6 +70,13 @@ def test_one_sku_end_to_end_local(instance, store):
     assert len(manifest["frames"]) == BRIEF["num_frames"] and manifest["fps"] == BRIEF["fps"]
     assert manifest["prompt"] == BRIEF["prompt"] and manifest["seed"] == BRIEF["seed"]
     assert probe(store.read_bytes(layout.video_mp4(SKU))) == (BRIEF["num_frames"], BRIEF["fps"], (256, 256))
+    # the contact sheet shows every frame of this short video, 4 a row, at its own size (never enlarged)
+    sheet = np.asarray(Image.open(io.BytesIO(store.read_bytes(layout.contact_sheet_png(SKU)))))
+    rendered = list(load_frames(store, SKU))
+    assert sheet.shape == (512, 1024, 3) and len(rendered) == 6
+    for k, frame in enumerate(rendered):
+        row, column = divmod(k, 4)
+        assert np.array_equal(sheet[row * 256 : (row + 1) * 256, column * 256 : (column + 1) * 256], frame)
 
     # all four checks ran against the SKU's partition and passed
     checks = check_results(result)
@@ -118,6 +126,7 @@ def test_keep_frames_stores_the_rendered_frames_as_pngs(instance, store):
         *pngs,
         layout.frames_manifest(SKU),
         layout.world_checkpoint(SKU),
+        layout.contact_sheet_png(SKU),
     }
     for key, frame in zip(pngs, load_frames(store, SKU), strict=True):
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(store.read_bytes(key)))), frame)
@@ -212,7 +221,11 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
 
     # the MP4 at the output size and the brief's fps; frames/ holds the world and manifest, no frame PNGs
     assert probe(store.read_bytes(layout.video_mp4(SKU))) == (3, 12, (1080, 1920))
-    assert set(store.list(f"frames/{SKU}/")) == {layout.frames_manifest(SKU), layout.world_checkpoint(SKU)}
+    assert set(store.list(f"frames/{SKU}/")) == {
+        layout.frames_manifest(SKU),
+        layout.world_checkpoint(SKU),
+        layout.contact_sheet_png(SKU),
+    }
 
     # what a person sees in the UI: the format and sizes, previews small enough to render in place
     canvas_meta = metadata(instance, "expanded_canvas", SKU)

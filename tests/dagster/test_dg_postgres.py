@@ -124,9 +124,13 @@ def test_sku_made_end_to_end_on_postgres_and_read_back(pg_home, store):
         # a photo and its brief land; the inbox sensor, evaluated against this instance, adds the SKU (applied
         # as the daemon applies it) and asks for its run
         drop_sku(store, SKU)
+        drop_sku(store, "TYPO-9", {"promt": "a typo"})  # rejected: a partition that shows why
         tick = inbox_tick(instance, defs)
         (run_request,) = tick.run_requests
         assert run_request.partition_key == SKU
+        # evaluated again, the rejection is found already shown (the latest observation per partition, read
+        # from Postgres), so only the ready SKU, read anew from a blank cursor, is observed again
+        assert [e.partition for e in inbox_tick(instance, defs).asset_events] == [SKU]
 
         # the run the sensor asked for, in process, writing its events to Postgres
         result = defs.resolve_job_def("prodvid").execute_in_process(
@@ -141,7 +145,11 @@ def test_sku_made_end_to_end_on_postgres_and_read_back(pg_home, store):
     # a second instance object on the same database sees all of it
     with dg.DagsterInstance.from_config(str(pg_home)) as fresh:
         assert isinstance(fresh.event_log_storage, PostgresEventLogStorage)
-        assert fresh.get_dynamic_partitions(sku_partitions.name) == [SKU]
+        assert fresh.get_dynamic_partitions(sku_partitions.name) == [SKU, "TYPO-9"]
+        (typo,) = fresh.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("inbox"), asset_partitions=["TYPO-9"]), limit=5
+        ).records
+        assert "unknown field 'promt'" in typo.asset_observation.description
         run = fresh.get_run_by_id(run_id)
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["dagster/partition"] == SKU and run.tags["prodvid/sku"] == SKU

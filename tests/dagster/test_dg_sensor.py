@@ -106,8 +106,9 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     inbox_before = {k: store.read_bytes(k) for k in store.list("inbox/")}
 
     # tick 1: both good SKUs become partitions and runs; every bad entry is reported with its reason
+    # (and the waiting or rejected SKUs become partitions too, to show their inbox state on)
     first = tick(instance, None)
-    assert added(first) == ["MUG-1", "VASE-2"]
+    assert added(first) == ["CLIP-6", "LONELY-5", "MUG-1", "TYPO-4", "VASE-2", "WAIT-3"]
     assert sorted(r.partition_key for r in first.run_requests) == ["MUG-1", "VASE-2"]
     mug = next(r for r in first.run_requests if r.partition_key == "MUG-1")
     checksum = parse_brief(BRIEF, sku="MUG-1").checksum()
@@ -125,7 +126,7 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     assert "not a valid id" in rejected["inbox/bad name.png"]
     assert "'.gif'" in rejected["inbox/CLIP-6.gif"]
     assert "WAIT-3" not in json.dumps(state_of(store, first.cursor))  # waiting for its brief, not wrong
-    assert set(instance.get_dynamic_partitions(sku_partitions.name)) == {"MUG-1", "VASE-2"}
+    assert set(instance.get_dynamic_partitions(sku_partitions.name)) == set(added(first))
 
     # the brief's fields reach the run as config the job accepts, and the run makes that video
     job = defs.resolve_job_def("prodvid")
@@ -158,7 +159,7 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     assert sorted(r.partition_key for r in third.run_requests) == ["MUG-1", "TYPO-4"]
     new_mug = next(r for r in third.run_requests if r.partition_key == "MUG-1")
     assert new_mug.run_key != mug.run_key and new_mug.run_config["ops"]["hero_image"]["config"]["seed"] == 8
-    assert added(third) == ["TYPO-4"]
+    assert added(third) == []
     assert "inbox/TYPO-4.json" not in state_of(store, third.cursor)["rejected"]
 
     # prodvid never touched the inbox (apart from this test's own edits); its state lies beside it
@@ -171,7 +172,10 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
 def test_sensor_on_an_empty_or_missing_inbox(instance, store):
     data = tick(instance, None)
     assert data.run_requests == [] and added(data) == []
-    assert data.skip_message == "No new or changed briefs in inbox/."
+    assert data.skip_message == (
+        f"Nothing in the inbox yet. Drop each product photo as <SKU>.png (or .jpg, .jpeg, .webp) in "
+        f"{store.root}/inbox/, then its brief <SKU>.json (at least a prompt) last."
+    )
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -248,7 +252,8 @@ def test_a_tick_reads_only_the_briefs_that_changed(instance, recording_store):
     store.write_bytes("inbox/TYPO-4.json", json.dumps({"prompt": "a jar on sand"}).encode())
     fifth = tick(instance, fourth.cursor, store)
     assert reads_of(store) == ["inbox/TYPO-4.json"]
-    assert [r.partition_key for r in fifth.run_requests] == ["TYPO-4"] and added(fifth) == ["TYPO-4"]
+    # (a partition since the first tick, where its rejection is shown)
+    assert [r.partition_key for r in fifth.run_requests] == ["TYPO-4"] and added(fifth) == []
     tick(instance, fifth.cursor, store)
     assert reads_of(store) == []
 

@@ -24,7 +24,7 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import formats, inbox, layout, request, resample
+from prodvid_core import formats, inbox, layout, media, request, resample
 from prodvid_core.canvas import Canvas
 from prodvid_core.errors import InvalidBriefError, ProdvidError
 from prodvid_core.frames import FrameSet
@@ -35,6 +35,8 @@ from prodvid_core.render import load_frames
 from prodvid_core.run import Settings, make_frames_batch, make_heroes, make_video
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
+from prodvid_dagster.defs.inbox_asset import INBOX
+from prodvid_dagster.media_links import open_links
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import ModelsResource, StoreResource
 
@@ -238,7 +240,7 @@ def _checked(
     )
 
 
-@dg.asset(**_PARTITIONED, kinds={"pillow"})
+@dg.asset(**_PARTITIONED, kinds={"pillow"}, deps=[INBOX])
 def expanded_canvas(
     context: dg.AssetExecutionContext, config: CanvasConfig, models: ModelsResource, store: StoreResource
 ) -> dict[str, Canvas]:
@@ -328,6 +330,7 @@ def hero_image(
                 "diffusion calls": 0 if reused else hero.attempts,
                 "batch": ", ".join(hero.batch),
                 "reused": reused,
+                **open_links(store, {"full size": layout.hero_png(sku)}),
                 "storage": _where(st, layout.hero_png(sku)),
             },
             partition_key=sku,
@@ -371,6 +374,7 @@ def frames(
     native = settings.model_size or native_size(pipe)
     for sku, frame_set in out.items():
         first, last = load_frames(st, sku, frame_set.manifest, indices=[0, frame_set.count - 1])
+        sheet = media.save_contact_sheet(st, sku, frame_set.manifest)
         context.add_asset_metadata(
             {
                 "first frame": _preview(Image.fromarray(first)),
@@ -387,6 +391,7 @@ def frames(
                 "steps": frame_set.manifest["steps"],
                 "camera": dg.MetadataValue.json(briefs[sku].camera),
                 "painted with": ", ".join(_companions(frame_set)) or "(alone)",
+                **open_links(store, {"contact sheet": sheet}),
                 "storage": _where(st, layout.frames_manifest(sku)),
             },
             partition_key=sku,
@@ -414,6 +419,7 @@ def video(
                 "size": list(out[sku].size),
                 "bytes": len(out[sku].data),
                 "seconds": round(time.perf_counter() - start, 3),
+                **open_links(store, {"play": layout.video_mp4(sku)}),
                 "storage": _where(st, layout.video_mp4(sku)),
             },
             partition_key=sku,

@@ -25,10 +25,11 @@ import json
 
 import dagster as dg
 
-from prodvid_core import inbox, inbox_state
+from prodvid_core import inbox, inbox_state, media
 from prodvid_core.brief import Brief
 from prodvid_dagster.defs import jobs
 from prodvid_dagster.defs.assets import CameraConfig, CanvasConfig, SceneConfig
+from prodvid_dagster.defs.inbox_asset import inbox_events, where_to_drop
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import StoreResource
 
@@ -61,7 +62,8 @@ def run_config_for(brief: Brief) -> dg.RunConfig:
     job=jobs.prodvid_job,
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches inbox/ for <SKU>.{png,jpg,jpeg,webp} + <SKU>.json; runs each new or changed brief.",
+    description="Watches inbox/ for <SKU>.{png,jpg,jpeg,webp} + <SKU>.json; runs each new or changed brief "
+    "and shows each SKU's inbox state on the `inbox` asset.",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
     # 1. What the inbox holds now; only briefs changed since the state the cursor names are read. A SKU whose
@@ -105,13 +107,19 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
         else:  # a partition the state does not remember: after a reset, say, when its run key may have run
             context.log.info(f"SKU {sku}: brief {checksum}, run requested (skipped if its run key ran)")
 
-    # 4. Remember what was read and what was rejected: in the store, the cursor only names it
+    # 4. Each SKU's inbox state on its partition of the `inbox` asset, when it changed (inbox_asset)
+    observations, settled = inbox_events(context.instance, st, scan)
+    new_skus += [sku for sku in settled if sku not in known and sku not in new_skus]
+
+    # 5. Remember what was read and what was rejected: in the store, the cursor only names it
     saved = inbox_state.save(st, scan, loaded)
     if saved.written:
         context.log.info(f"scan state written to {st.url(saved.key)} ({saved.size} bytes)")
     skip_reason = None
     if not run_requests:
-        skip_reason = "No new or changed briefs in inbox/."
+        skip_reason = f"No new or changed briefs in {media.inbox_location(st)}."
+        if not (scan.seen or scan.rejected or scan.waiting):  # a blank instance: say where files go
+            skip_reason = f"Nothing in the inbox yet. {where_to_drop(st)}"
         if scan.rejected:
             shown = sorted(scan.rejected.items())[:20]
             skip_reason += f" {len(scan.rejected)} entries rejected: " + "; ".join(
@@ -124,4 +132,5 @@ def inbox_sensor(context: dg.SensorEvaluationContext, store: StoreResource) -> d
         dynamic_partitions_requests=[sku_partitions.build_add_request(new_skus)] if new_skus else [],
         cursor=saved.cursor,
         skip_reason=skip_reason,
+        asset_events=observations,
     )
