@@ -53,7 +53,7 @@ def test_a_bad_camera_in_run_config_fails_the_first_step_and_stores_nothing(inst
     result = defs.resolve_job_def("prodvid").execute_in_process(
         partition_key="CUP-1",
         instance=instance,
-        run_config={"ops": {"frames": {"config": {"camera": camera}}}},
+        run_config={"ops": {"expanded_canvas": {"config": {"camera": camera}}}},
         raise_on_error=False,
     )
     assert not result.success

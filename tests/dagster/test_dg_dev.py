@@ -238,7 +238,9 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     params = {
         "partitionNames": ["DEV-3", "DEV-4"],
         "assetSelection": [{"path": [name]} for name in sorted(ASSETS)],
-        "runConfigData": {"ops": {"hero_image": {"config": {"prompt": "a bottle on a beach", "seed": 4}}}},
+        "runConfigData": {
+            "ops": {"expanded_canvas": {"config": {"prompt": "a bottle on a beach", "seed": 4}}}
+        },
     }
     launched = graphql(port, BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -266,9 +268,14 @@ STOP_AFTER = 4  # frames stored when Terminate is sent; ~40 are still to come, ~
 STOP_CAMERA = {"path": "pan", "distance": [-94, -47]}  # 2 × 1 px a frame: every frame needs a call
 STOP_CONFIG = {
     "ops": {
-        "hero_image": {"config": {"prompt": BRIEF["prompt"], "seed": BRIEF["seed"]}},
-        "frames": {
-            "config": {"camera": json.dumps(STOP_CAMERA), "num_frames": STOP_FRAMES, "fps": BRIEF["fps"]}
+        "expanded_canvas": {
+            "config": {
+                "prompt": BRIEF["prompt"],
+                "seed": BRIEF["seed"],
+                "camera": json.dumps(STOP_CAMERA),
+                "num_frames": STOP_FRAMES,
+                "fps": BRIEF["fps"],
+            }
         },
     },
     # lookahead 0 is the seed method's one diffusion call per frame, so calls count frames painted

@@ -130,12 +130,14 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     # the brief's fields reach the run as config the job accepts, and the run makes that video
     job = defs.resolve_job_def("prodvid")
     config = mug.run_config
-    assert config["ops"]["hero_image"]["config"] == {
-        "prompt": BRIEF["prompt"],
-        "negative_prompt": "",
-        "seed": 7,
-    }
-    assert json.loads(config["ops"]["frames"]["config"]["camera"]) == BRIEF["camera"]
+    assert list(config["ops"]) == ["expanded_canvas"]  # one SkuConfig, on the first step
+    sku_config = config["ops"]["expanded_canvas"]["config"]
+    assert (sku_config["prompt"], sku_config["negative_prompt"], sku_config["seed"]) == (
+        BRIEF["prompt"],
+        "",
+        7,
+    )
+    assert json.loads(sku_config["camera"]) == BRIEF["camera"] and sku_config["photo"] == ""
     assert dg.validate_run_config(job, config)
     store.write_bytes("inbox/MUG-1.json", json.dumps({**BRIEF, "seed": 99, "fps": 12}).encode())  # not read
     result = job.execute_in_process(
@@ -157,7 +159,9 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     third = tick(instance, second.cursor)
     assert sorted(r.partition_key for r in third.run_requests) == ["MUG-1", "TYPO-4"]
     new_mug = next(r for r in third.run_requests if r.partition_key == "MUG-1")
-    assert new_mug.run_key != mug.run_key and new_mug.run_config["ops"]["hero_image"]["config"]["seed"] == 8
+    assert (
+        new_mug.run_key != mug.run_key and new_mug.run_config["ops"]["expanded_canvas"]["config"]["seed"] == 8
+    )
     assert added(third) == ["TYPO-4"]
     assert "inbox/TYPO-4.json" not in state_of(store, third.cursor)["rejected"]
 
@@ -233,7 +237,7 @@ def test_a_tick_reads_only_the_briefs_that_changed(instance, recording_store):
     assert state_io(store) == ([first_state], [layout.inbox_state(json.loads(third.cursor)["state"])])
     assert reads_of(store) == ["inbox/MUG-1.json"]
     (mug,) = third.run_requests
-    assert mug.partition_key == "MUG-1" and mug.run_config["ops"]["hero_image"]["config"]["seed"] == 8
+    assert mug.partition_key == "MUG-1" and mug.run_config["ops"]["expanded_canvas"]["config"]["seed"] == 8
     first_mug = next(r for r in first.run_requests if r.partition_key == "MUG-1")
     assert mug.run_key == f"MUG-1:{mug.tags['prodvid/brief']}" != first_mug.run_key
 

@@ -4,18 +4,17 @@ Each asset is a call into `prodvid_core` plus the metadata a person wants in the
 keyed by SKU covering every partition of its step (one in a normal run, many in a single-run backfill,
 where the models stay loaded for all SKUs); `io_manager.ObjectStoreIOManager` stores the entries as files.
 
-The scene comes from the SKU's brief, `inbox/<SKU>.json`; any field set in the run config (the sensor
-fills it from the brief, a person can edit it in the launchpad) wins, and `ModelsResource` (with its
-`PRODVID_*` env vars) gives the defaults of what neither sets. `expanded_canvas` takes the format and the
-product's placement (`CanvasConfig`); `hero_image` the prompt, negative prompt and seed (`SceneConfig`);
-`frames` paints the same scene as the hero image, at its size, and takes the camera and the video's length
-and fps (`CameraConfig`).
+The scene comes from the SKU's brief, `inbox/<SKU>.json`; any field set in the run config wins, and
+`ModelsResource` (with its `PRODVID_*` env vars) gives the defaults of what neither sets. The run config of
+a SKU is one `SkuConfig`, on the first step, `expanded_canvas` (the sensor fills it from the brief; in the
+launchpad its first fields are the prompt, format, camera and photo). `hero_image` and `frames` read it from
+the run's config, so a re-execution from failure keeps it. A `photo` in it (a path or `s3://` URL) is
+checked like any photo and copied into the inbox: a SKU made from the launchpad alone.
 """
 
 import base64
 import contextlib
 import io
-import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,10 +23,10 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import canvas, formats, inbox, layout, request, resample
+from prodvid_core import camera, formats, inbox, layout, photo_drop, request, resample
 from prodvid_core.brief import prompt_warnings
-from prodvid_core.canvas import Canvas, expand
-from prodvid_core.errors import InvalidBriefError, ProdvidError
+from prodvid_core.canvas import Canvas
+from prodvid_core.errors import InvalidInputError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
@@ -40,9 +39,7 @@ from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import ModelsResource, StoreResource
 
 __all__ = [
-    "CanvasConfig",
-    "SceneConfig",
-    "CameraConfig",
+    "SkuConfig",
     "expanded_canvas",
     "mask",
     "hero_image",
@@ -51,7 +48,7 @@ __all__ = [
     "ASSETS",
 ]
 
-# Single-run backfills are what DESIGN.md asks for; Dagster 1.13 still calls `backfill_policy` beta.
+# Single-run backfills load the models once for many SKUs; Dagster 1.13 still calls `backfill_policy` beta.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 GROUP = "prodvid"
@@ -64,14 +61,31 @@ _PARTITIONED = {
 }
 
 
-class CanvasConfig(dg.Config):
-    """The output format and where the product sits; unset fields come from `inbox/<SKU>.json`, then from
-    `ModelsResource` (`PRODVID_FORMAT`, ...)."""
+class SkuConfig(dg.Config):
+    """A SKU's brief as run config, every field optional: unset fields come from `inbox/<SKU>.json`, then
+    from `ModelsResource` (`PRODVID_FORMAT`, ...). The first four are what a new SKU needs: their default is
+    "" (unset) rather than None, so that the launchpad's "Scaffold all default config" writes them out, and
+    only them; `photo` is only for a SKU whose photo is not in the inbox yet."""
 
-    format: str | None = Field(
-        None,
-        description=f"Output size: {', '.join(formats.PRESETS)} or WxH with even sides, e.g. 1080x1350.",
+    prompt: str = Field("", description="The scene, e.g. 'on a marble kitchen counter' ('': the brief's).")
+    format: str = Field(
+        "",
+        description=f"Output size: {', '.join(formats.PRESETS)} or WxH with even sides, e.g. 1080x1350 "
+        "('': the brief's, else $PRODVID_FORMAT, else square).",
     )
+    camera: str = Field(
+        "",
+        description=f"A path name ({', '.join(camera.PATHS)}) or a JSON object like a brief's camera, "
+        """{"path": "pan", "distance": [-0.1, 0]} ('': the brief's, else drift).""",
+    )
+    photo: str = Field(
+        "",
+        description="The product photo, if the inbox has none: a path on the machine the run runs on or "
+        "s3://bucket/key. It is checked, then copied into the inbox as <SKU>.png/.jpg/.webp ('': the "
+        "inbox's).",
+    )
+    negative_prompt: str | None = Field(None, description="What the scene must not show.")
+    seed: int | None = Field(None, description="Seed of every diffusion call (0 or more).")
     anchor: str | None = Field(None, description=f"Where the product sits: {', '.join(formats.ANCHORS)}.")
     fill: float | None = Field(
         None, description="Largest share of the canvas width and height the product takes."
@@ -79,28 +93,26 @@ class CanvasConfig(dg.Config):
     margin: float | None = Field(
         None, description="Share of the canvas kept clear around the product on each side, 0 to 0.4."
     )
-
-
-class SceneConfig(dg.Config):
-    """The hero image's scene; unset fields come from `inbox/<SKU>.json`."""
-
-    prompt: str | None = Field(None, description="The scene, e.g. 'on a marble kitchen counter'.")
-    negative_prompt: str | None = Field(None, description="What the scene must not show.")
-    seed: int | None = Field(None, description="Seed of every diffusion call (0 or more).")
-
-
-class CameraConfig(dg.Config):
-    """The video's camera; unset fields come from `inbox/<SKU>.json`."""
-
-    camera: str | None = Field(
-        None,
-        description='A path name (drift, seed, pan, polyline, arc) or a JSON object: {"path": "pan", ...}.',
-    )
     num_frames: int | None = Field(None, description="Frames in the video, counting the hero image.")
     seconds: float | None = Field(
         None, description="The video's length instead of num_frames: round(seconds * fps) + 1 frames."
     )
     fps: int | None = Field(None, description="Frames per second of the video.")
+
+    def overrides(self, sku: str) -> dict:
+        """The brief fields this config sets, for `inbox.brief_with` (None: the brief's, or the default)."""
+        values = self.model_dump(exclude={"photo", "camera"})
+        values = {k: (None if v == "" else v) for k, v in values.items()}
+        if self.camera.strip():
+            values["camera"] = camera.parse_spec(self.camera, sku=sku, what="config `camera`")
+        return values
+
+
+def _sku_config(context: dg.AssetExecutionContext) -> SkuConfig:
+    """The run's `SkuConfig` (on `expanded_canvas`), also in steps after it and in a re-execution of them;
+    empty when the run sets none (a run of later steps only: the brief in the inbox alone)."""
+    config = context.run.run_config.get("ops", {}).get("expanded_canvas", {}).get("config", {})
+    return SkuConfig(**config)
 
 
 @contextlib.contextmanager
@@ -109,7 +121,9 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except ProdvidError as e:
-        raise dg.Failure(description=str(e), allow_retries=False) from e
+        # `from None`: the message says all; the stack of prodvid's own frames and a chained exception
+        # under it would only bury it in the UI.
+        raise dg.Failure(description=str(e), allow_retries=False) from None
 
 
 def _settings(models: ModelsResource) -> Settings:
@@ -180,59 +194,66 @@ def _where(store: ObjectStore, key: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(url) if "://" in url else dg.MetadataValue.path(url)
 
 
-def _camera(value: str | None, sku: str) -> dict | None:
-    if value is None or not value.strip().startswith("{"):
-        return None if value is None else {"path": value.strip()}
-    try:
-        return json.loads(value)
-    except ValueError as e:
-        raise InvalidBriefError(
-            f"SKU {sku}: config `camera` is not a path name or a JSON object ({e})."
-        ) from None
+def _photo(
+    st: ObjectStore, sku: str, config: SkuConfig, store: StoreResource, skus: list[str]
+) -> tuple[bytes, str | None, str | None]:
+    """The SKU's photo: its bytes, its inbox key (None while it is still to be copied there) and its suffix
+    (the one to copy it under). From `config.photo` if given, else the one in the inbox."""
+    found = inbox.photos(st, sku)
+    if not config.photo.strip():
+        key = inbox.photo_key(st, sku)
+        return st.read_bytes(key), key, None
+    if len(skus) > 1:
+        raise InvalidInputError(
+            f"SKUs {', '.join(skus)}: config `photo` names one photo, and this run makes {len(skus)} SKUs; "
+            "give it in a run of one SKU."
+        )
+    data, suffix = photo_drop.read_photo(
+        config.photo.strip(), sku=sku, what="config `photo`", endpoint_url=store.s3_endpoint_url
+    )
+    if len(found) > 1:
+        inbox.photo_key(st, sku)  # raises: two photos already
+    return data, (found[0] if found else None), suffix
 
 
-def _check_camera(
-    context: dg.AssetExecutionContext, st: ObjectStore, sku: str, size: tuple[int, int]
-) -> None:
-    """Check the SKU's camera path (its brief with the frames step's run config) at its format now, in the
-    first step: a path out of bounds fails here, before the canvas, mask and hero image are stored, not
-    in `frames` after them."""
-    config = context.run.run_config.get("ops", {}).get("frames", {}).get("config", {})
-    brief = inbox.brief_with(
-        st, sku, require_prompt=False, camera=_camera(config.get("camera"), sku),
-        num_frames=config.get("num_frames"), seconds=config.get("seconds"), fps=config.get("fps"),
-    )  # fmt: skip
-    brief.camera_path(sku, size)
+def _tag_run(context: dg.AssetExecutionContext, sku: str, checksum: str) -> None:
+    """Give a run of one SKU the sensor's `prodvid/*` tags however it was launched (the launchpad, the asset
+    graph, GraphQL), so that every run of a SKU is found by the same filter in the runs list."""
+    tags = {"prodvid/sku": sku, "prodvid/brief": checksum}
+    if any(context.run.tags.get(k) != v for k, v in tags.items()):
+        context.instance.add_run_tags(context.run_id, tags)
 
 
 @dg.asset(**_PARTITIONED, kinds={"pillow"})
 def expanded_canvas(
-    context: dg.AssetExecutionContext, config: CanvasConfig, models: ModelsResource, store: StoreResource
+    context: dg.AssetExecutionContext, config: SkuConfig, models: ModelsResource, store: StoreResource
 ) -> dict[str, Canvas]:
-    """The product photo from the inbox, normalized and placed on a white canvas of the SKU's output
-    format (`expanded_canvas/<SKU>.png` + placement JSON). The first step checks the whole request (models,
-    device, each SKU's camera path and photo) before anything of it is stored."""
+    """The product photo, normalized and placed on a white canvas of the SKU's output format
+    (`expanded_canvas/<SKU>.png` + placement JSON). The first step checks the whole request (models,
+    device, each SKU's brief, camera path and photo) before anything of it is stored; a photo given in the
+    config is copied into the inbox only once it passed."""
     settings, st = _settings(models), store.open()
     with _user_errors():
         request.check_settings(settings)
+    makes_hero = (
+        context.run.asset_selection is None or dg.AssetKey("hero_image") in context.run.asset_selection
+    )
+    skus = list(context.partition_keys)
     out = {}
-    for sku in context.partition_keys:
+    for sku in skus:
         start = time.perf_counter()
         with _user_errors():
-            brief = inbox.brief_with(
-                st, sku, require_prompt=False, format=config.format, anchor=config.anchor,
-                fill=config.fill, margin=config.margin,
-            )  # fmt: skip
-            placed = framing(brief, settings)
-            _check_camera(context, st, sku, placed.size)
-            photo = inbox.photo_key(st, sku)
-            data = st.read_bytes(photo)
-            out[sku] = expand(
-                data, sku=sku, size=placed.size, fill=placed.fill, margin=placed.margin, anchor=placed.anchor
-            )
-        for warning in canvas.photo_warnings(data, out[sku], sku=sku):
+            brief = inbox.brief_with(st, sku, require_prompt=makes_hero, **config.overrides(sku))
+            data, photo, suffix = _photo(st, sku, config, store, skus)
+            checked = request.check_sku(sku, data, brief, settings)
+            if photo is None or suffix is not None:
+                photo = photo_drop.drop_photo(st, sku, data, suffix, existing=photo)
+        out[sku] = checked.canvas
+        placed = framing(brief, settings)
+        for warning in checked.warnings:
             context.log.warning(warning)
-        meta = out[sku].metadata()
+        if len(skus) == 1:
+            _tag_run(context, sku, brief.checksum())
         context.add_asset_metadata(
             {
                 "preview": _preview(out[sku].image),
@@ -240,7 +261,7 @@ def expanded_canvas(
                 "format": placed.format.name,
                 "size": list(out[sku].image.size),
                 "anchor": placed.anchor,
-                "placement": dg.MetadataValue.json(meta),
+                "placement": dg.MetadataValue.json(out[sku].metadata()),
                 "seconds": round(time.perf_counter() - start, 3),
                 "storage": _where(st, layout.canvas_png(sku)),
             },
@@ -274,7 +295,6 @@ def mask(
 @dg.asset(**_PARTITIONED, pool=GPU_POOL, kinds={"pytorch"})
 def hero_image(
     context: dg.AssetExecutionContext,
-    config: SceneConfig,
     expanded_canvas: dict[str, Canvas],
     mask: dict[str, Image.Image],
     models: ModelsResource,
@@ -282,14 +302,9 @@ def hero_image(
 ) -> dict[str, HeroResult]:
     """The scene painted around the product by the hero model, every product pixel pasted back exactly
     (`hero_image/<SKU>.png` + JSON). Reused when the stored one was made with the same settings."""
-    settings, st = _settings(models), store.open()
+    settings, st, config = _settings(models), store.open(), _sku_config(context)
     with _user_errors():
-        briefs = {
-            sku: inbox.brief_with(
-                st, sku, prompt=config.prompt, negative_prompt=config.negative_prompt, seed=config.seed
-            )
-            for sku in context.partition_keys
-        }
+        briefs = {sku: inbox.brief_with(st, sku, **config.overrides(sku)) for sku in context.partition_keys}
         for sku, brief in briefs.items():
             for warning in prompt_warnings(brief, sku=sku):
                 context.log.warning(warning)
@@ -322,7 +337,6 @@ def hero_image(
 @dg.asset(**_PARTITIONED, pool=GPU_POOL, retry_policy=FRAMES_RETRY, kinds={"pytorch"})
 def frames(
     context: dg.AssetExecutionContext,
-    config: CameraConfig,
     hero_image: dict[str, HeroResult],
     models: ModelsResource,
     store: StoreResource,
@@ -330,16 +344,13 @@ def frames(
     """The video's frames, windows of a world canvas painted once (`frames/<SKU>/world.png` + manifest.json;
     per-frame PNGs only with `models.keep_frames`). The world is checkpointed after each diffusion call; a
     retry or a re-execution resumes after the last checkpointed call and paints only the missing ones."""
-    settings, st = _settings(models), store.open()
+    settings, st, config = _settings(models), store.open(), _sku_config(context)
     with _user_errors(), _stop_when_terminated(context):
         briefs = {}
         for sku in context.partition_keys:
-            hero = hero_image[sku]
-            briefs[sku] = inbox.brief_with(
-                st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
-                camera=_camera(config.camera, sku), num_frames=config.num_frames, seconds=config.seconds,
-                fps=config.fps,
-            )  # fmt: skip
+            hero = hero_image[sku]  # the scene the hero image was made with, whatever the brief says now
+            scene = {"prompt": hero.prompt, "negative_prompt": hero.negative_prompt, "seed": hero.seed}
+            briefs[sku] = inbox.brief_with(st, sku, **{**config.overrides(sku), **scene})
         totals = {
             sku: brief.camera_path(sku, hero_image[sku].image.size).num_frames
             for sku, brief in briefs.items()
