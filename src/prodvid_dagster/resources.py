@@ -1,7 +1,7 @@
 """Resources: the models (diffusers pipelines, loaded once per process) and the object store.
 
 Every field is optional: a field left unset in Dagster config falls back to its `PRODVID_*` env var, then
-to the core default, so the same env vars configure the CLI, the Python API and Dagster (DESIGN.md,
+to the core default, so the same env vars configure the CLI, the Python API and Dagster (README,
 "Configuration"); config set in the launchpad wins over the environment.
 
 | field | env var | default |
@@ -120,7 +120,8 @@ class ModelsResource(dg.ConfigurableResource):
 
 
 class StoreResource(dg.ConfigurableResource):
-    """Where the inbox and every artifact live: a folder or `s3://bucket/prefix` (DESIGN.md, "Storage")."""
+    """Where the inbox and every artifact live: a folder or `s3://bucket/prefix` (README, "Storage
+    layout")."""
 
     location: str | None = Field(
         None, description="A folder or s3://bucket/prefix ($PRODVID_STORE, default ./prodvid-data)."
