@@ -27,7 +27,7 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
 | `ModelsResource.keep_frames` | `PRODVID_KEEP_FRAMES` | off (frames are rendered from the world) |
 
-`format`, `anchor`, `fill` and `margin` are defaults: a SKU's brief, and a run's `CanvasConfig`, win.
+`format`, `anchor`, `fill` and `margin` are defaults: a SKU's brief, and a run's `SkuConfig`, win.
 The fields are those of the core `Settings` plus `preset` (a test holds them equal).
 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
