@@ -121,3 +121,16 @@ def test_an_s3_photo_is_copied_into_the_s3_inbox_and_errors_name_the_s3_location
     assert f"s3://{s3_store.bucket}/runs/x/inbox/JAR-10.png" in message
     message = failure(launch(instance, "JAR-11", {"photo": source + ".png"})).step_failure_data.error.message
     assert f"config `photo` {source}.png does not exist" in message
+
+
+def test_a_full_run_without_a_prompt_fails_before_the_photo_is_copied(instance, store, tmp_path):
+    """The whole job (an empty asset selection means every asset) needs a prompt: checked in the first step,
+    before the photo goes into the inbox, not in hero_image after the canvas is stored."""
+    (tmp_path / "cup.png").write_bytes(sample_photo_bytes(fmt="PNG", size=(300, 400)))
+    result = launch(instance, "CUP-2", {"photo": str(tmp_path / "cup.png")}, selection=None)
+    event = failure(result)
+    assert (
+        event.step_key == "expanded_canvas"
+        and "SKU CUP-2: no prompt" in event.step_failure_data.error.message
+    )
+    assert store.list() == []

@@ -263,42 +263,26 @@ def test_a_tick_reads_only_the_briefs_that_changed(instance, recording_store):
     assert [r.partition_key for r in sixth.run_requests] == ["JAR-3"] and added(sixth) == ["JAR-3"]
 
 
-def test_a_cursor_from_before_etags_reads_each_brief_once_and_reruns_nothing(instance, store):
+def test_a_cursor_of_an_earlier_format_starts_over(instance, store):
+    """A cursor that held the records itself (before the state object) is not read any more: the tick
+    starts over, as after a reset, reading every brief and asking for every ready SKU under its run key
+    (Dagster skips the keys it has run), and its cursor is the new kind."""
     recording = start_recording(RecordingLocalStore(store.root))
     drop_sku(recording, "MUG-1")
     drop_sku(recording, "VASE-2", {**BRIEF, "seed": 3})
-    instance.add_dynamic_partitions(sku_partitions.name, ["MUG-1", "VASE-2"])
-    old = {"briefs": {"MUG-1": parse_brief(BRIEF, sku="MUG-1").checksum(), "VASE-2": "0123456789abcdef"}}
-
-    upgraded = tick(instance, json.dumps({**old, "rejected": {}}), recording)
-    assert reads_of(recording) == ["inbox/MUG-1.json", "inbox/VASE-2.json"]
-    assert [r.partition_key for r in upgraded.run_requests] == ["VASE-2"]  # only the changed brief
-    assert set(state_of(store, upgraded.cursor)["briefs"]) == {
-        "MUG-1",
-        "VASE-2",
-    }  # the cursor is the new kind
-    tick(instance, upgraded.cursor, recording)
-    assert reads_of(recording) == []
-
-
-def test_a_cursor_that_held_the_records_is_moved_to_the_store_without_a_read(instance, store):
-    # the cursor of the sensor before this change: {"briefs": {sku: "<stamp>:<checksum>"}, "rejected": {...}}
-    recording = start_recording(RecordingLocalStore(store.root))
-    drop_sku(recording, "MUG-1")
-    drop_sku(recording, "VASE-2", {**BRIEF, "seed": 3})
-    recording.write_bytes("inbox/TYPO-4.png", b"a photo")
-    recording.write_bytes("inbox/TYPO-4.json", json.dumps({"promt": "a typo"}).encode())
     instance.add_dynamic_partitions(sku_partitions.name, ["MUG-1", "VASE-2"])
     scan = inbox.scan(store)
     briefs = {sku: f"{s.stamp}:{s.checksum or ''}" for sku, s in scan.seen.items()}
     old = json.dumps({"briefs": briefs, "rejected": scan.rejected}, sort_keys=True, separators=(",", ":"))
 
     upgraded = tick(instance, old, recording)
-    assert reads_of(recording) == [] and upgraded.run_requests == []
-    assert "TYPO-4" in upgraded.skip_message
-    assert json.loads(upgraded.cursor)["seen"] == 3 and len(upgraded.cursor) < 200
+    assert reads_of(recording) == ["inbox/MUG-1.json", "inbox/VASE-2.json"]
+    assert [r.run_key for r in upgraded.run_requests] == [
+        f"{sku}:{scan.seen[sku].checksum}" for sku in briefs
+    ]
     assert state_of(store, upgraded.cursor)["briefs"] == briefs
-    assert state_of(store, upgraded.cursor)["rejected"] == scan.rejected
+    tick(instance, upgraded.cursor, recording)
+    assert reads_of(recording) == []
 
 
 def test_the_cursor_stays_small_for_many_skus(instance, tmp_path):

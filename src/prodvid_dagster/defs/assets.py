@@ -235,9 +235,8 @@ def expanded_canvas(
     settings, st = _settings(models), store.open()
     with _user_errors():
         request.check_settings(settings)
-    makes_hero = (
-        context.run.asset_selection is None or dg.AssetKey("hero_image") in context.run.asset_selection
-    )
+    selection = context.run.asset_selection  # None or empty: every asset of the job
+    makes_hero = not selection or dg.AssetKey("hero_image") in selection
     skus = list(context.partition_keys)
     out = {}
     for sku in skus:
