@@ -1,4 +1,4 @@
-"""Each step's result as files a person can open (PNG, MP4, JSON), in DESIGN.md's layout, and back.
+"""Each step's result as files a person can open (PNG, MP4, JSON), in the storage layout, and back.
 
 The CLI and the Dagster IO manager both store through these functions, so the layout has one definition.
 A file with a JSON sidecar is replaced in three writes: the old sidecar is deleted, the file written, the

@@ -25,6 +25,7 @@ big, so this is what keeps a mistyped distance (`1e9`) from allocating tens of g
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "from_positions",
     "from_shifts",
     "from_spec",
+    "parse_spec",
     "check_bounds",
     "MAX_FRAMES",
     "MAX_STEP",
@@ -186,6 +188,25 @@ _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "arc": {"radius": (int, float), "degrees": (int, float), "ease": bool},
     "shifts": {"shifts": list},
 }
+
+
+def parse_spec(value: str, *, sku: str, what: str) -> dict:
+    """A camera given as one string (the CLI's `--camera`, the Dagster run config's `camera`): a path name,
+    or a JSON object as in a brief's `camera` field. The spec is checked by `from_spec`, at the SKU's format;
+    `what` names where the string came from in the error."""
+    if not value.lstrip().startswith(("{", "[")):
+        return {"path": value.strip()}
+    try:
+        spec = json.loads(value)
+    except (ValueError, RecursionError) as e:
+        raise InvalidBriefError(
+            f"SKU {sku}: {what} is neither a path name ({', '.join(PATHS)}) nor a JSON object: {e}."
+        ) from None
+    if not isinstance(spec, dict):
+        raise InvalidBriefError(
+            f"SKU {sku}: {what} must be a path name or a JSON object {{...}}, got an array."
+        )
+    return spec
 
 
 def from_spec(

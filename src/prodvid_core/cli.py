@@ -21,7 +21,6 @@ of a second and nothing is written. What is allowed but likely a mistake is a `p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from prodvid_core import __version__, camera, formats, layout, models, request
 from prodvid_core.brief import MAX_BRIEF_BYTES, decode_brief, parse_brief
-from prodvid_core.errors import InvalidBriefError, InvalidInputError, ProdvidError, validate_sku
+from prodvid_core.errors import InvalidInputError, ProdvidError, validate_sku
 from prodvid_core.settings import SPEED_PRESETS, Settings, framing
 
 __all__ = ["main"]
@@ -198,7 +197,7 @@ def _brief(args: argparse.Namespace):
             what=f"--brief {args.brief}",
         )
     if args.camera:
-        data["camera"] = _camera(args.camera, args.sku)
+        data["camera"] = camera.parse_spec(args.camera, sku=args.sku, what="--camera")
     for one, other in (("format", "size"), ("num_frames", "seconds")):
         if getattr(args, one) is not None and getattr(args, other) is not None:
             raise ProdvidError(f"SKU {args.sku}: give --{one.replace('_', '-')} or --{other}, not both.")
@@ -213,23 +212,6 @@ def _brief(args: argparse.Namespace):
         data = {k: v for k, v in data.items() if k not in ("num_frames", "seconds")}
     data.update(flags)
     return parse_brief(data, sku=args.sku)
-
-
-def _camera(value: str, sku: str) -> dict:
-    """`--camera`: a path name, or a JSON object as in a brief's `camera` field."""
-    if not value.lstrip().startswith(("{", "[")):
-        return {"path": value.strip()}
-    try:
-        spec = json.loads(value)
-    except (ValueError, RecursionError) as e:
-        raise InvalidBriefError(
-            f"SKU {sku}: --camera is neither a path name ({', '.join(camera.PATHS)}) nor a JSON object: {e}."
-        ) from None
-    if not isinstance(spec, dict):
-        raise InvalidBriefError(
-            f"SKU {sku}: --camera must be a path name or a JSON object {{...}}, got an array."
-        )
-    return spec
 
 
 def _read(path: Path, flag: str, sku: str, limit: int) -> bytes:

@@ -1,7 +1,7 @@
 """Output formats and product placement: the size of everything a SKU produces, and where its product sits.
 
-A format is the *output* size: canvas, mask, hero image, frames and video all have it (DESIGN.md, "Formats
-and two resolutions"). Publishing channels want a handful of shapes, so four are named; any other is `WxH`:
+A format is the *output* size: canvas, mask, hero image, frames and video all have it (README, "Two
+resolutions"). Publishing channels want a handful of shapes, so four are named; any other is `WxH`:
 
 | name | size | for |
 |---|---|---|

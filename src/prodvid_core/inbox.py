@@ -1,7 +1,9 @@
 """The inbox contract, read: `inbox/<SKU>.{png,jpg,jpeg,webp}` + `inbox/<SKU>.json` (the brief, written last).
 
 Plain functions over the core `ObjectStore`, no Dagster: the sensor scans the inbox with them and the assets
-find a SKU's photo and brief with them. Nothing here writes to or deletes from the inbox.
+find a SKU's photo and brief with them. Nothing here writes to or deletes from the inbox (`photo_drop` puts a
+photo named in a run's config there). Errors name the inbox as the store shows it (`store.url`), e.g.
+`s3://bucket/prefix/inbox/SKU-1.png`, so a person knows which inbox is meant.
 
 `scan` is polled (every 15 s by the sensor) over inboxes of thousands of SKUs, so it reads as little as it
 can: one listing of `inbox/` with each key's ETag, then only the briefs whose ETag differs from what the
@@ -20,7 +22,7 @@ from prodvid_core.brief import Brief, decode_brief, parse_brief
 from prodvid_core.errors import InvalidBriefError, InvalidInputError, ProdvidError, validate_sku
 from prodvid_core.storage import INBOX_PREFIX, ObjectStore
 
-__all__ = ["Entry", "Seen", "Scan", "scan", "photo_key", "read_brief", "brief_with"]
+__all__ = ["Entry", "Seen", "Scan", "scan", "photos", "photo_key", "read_brief", "brief_with"]
 
 
 @dataclass(frozen=True)
@@ -146,17 +148,23 @@ def scan(store: ObjectStore, seen: Mapping[str, Seen] | None = None) -> Scan:
     return result
 
 
-def photo_key(store: ObjectStore, sku: str) -> str:
-    """The one photo of `sku` in the inbox."""
-    found = [
+def photos(store: ObjectStore, sku: str) -> list[str]:
+    """The keys of every photo of `sku` in the inbox (one, when the inbox is as it should be)."""
+    return [
         key
         for key in store.list(f"{INBOX_PREFIX}{validate_sku(sku)}.")
         if _split(key)[0] == sku and _split(key)[1] in layout.PHOTO_SUFFIXES
     ]
+
+
+def photo_key(store: ObjectStore, sku: str) -> str:
+    """The one photo of `sku` in the inbox."""
+    found = photos(store, sku)
     if len(found) != 1:
-        what = "no photo" if not found else f"{len(found)} photos ({', '.join(found)})"
+        what = "no photo" if not found else f"{len(found)} photos ({', '.join(map(store.url, found))})"
+        png = store.url(layout.inbox_photo(sku, ".png"))
         raise InvalidInputError(
-            f"SKU {sku}: the inbox holds {what}; put exactly one of inbox/{sku}.png, .jpg, .jpeg or .webp."
+            f"SKU {sku}: the inbox holds {what}; put exactly one of {png}, .jpg, .jpeg or .webp."
         )
     return found[0]
 
@@ -167,7 +175,7 @@ def read_brief(store: ObjectStore, sku: str) -> dict:
         data = store.read_bytes(layout.inbox_brief(sku))
     except FileNotFoundError:
         return {}
-    return decode_brief(data, sku=sku, what=f"inbox/{sku}.json")
+    return decode_brief(data, sku=sku, what=store.url(layout.inbox_brief(sku)))
 
 
 def brief_with(store: ObjectStore, sku: str, *, require_prompt: bool = True, **overrides) -> Brief:
@@ -184,7 +192,7 @@ def brief_with(store: ObjectStore, sku: str, *, require_prompt: bool = True, **o
     data.update(overrides)
     if not data.get("prompt") and require_prompt:
         raise InvalidBriefError(
-            f"SKU {sku}: no prompt: write inbox/{sku}.json with a 'prompt', "
-            "or set `prompt` in the run config of hero_image."
+            f"SKU {sku}: no prompt: write {store.url(layout.inbox_brief(sku))} with a 'prompt', "
+            "or set `prompt` in the run config of expanded_canvas."
         )
     return parse_brief(data, sku=sku, require_prompt=require_prompt)

@@ -23,7 +23,7 @@ all but the newest `KEEP` objects are deleted, never the one just written nor th
 
 A cursor that names nothing usable (empty: a new sensor, or a person reset it; not JSON; an object that is
 missing, corrupt or does not match its digest) starts from nothing: every brief is read, which is correct,
-only slower. Cursors of the earlier formats, which held the records themselves, are read as they are.
+only slower. So does a cursor of an earlier prodvid, which held the records itself.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ class Loaded:
     """The scan state a cursor refers to, ready for `inbox.scan`.
 
     `origin` says where it came from: `"state"` (the object the cursor names), `"empty"` (no cursor, or one
-    that says the inbox was empty), `"old cursor"` (a cursor of an earlier format, holding the records) or
-    `"lost"` (a cursor that names nothing usable: not prodvid's, or an object that is missing, corrupt or
-    does not match its digest; worth a warning). `note` says it in words for the log, None for `"state"`.
-    `name` and `digest` identify the object, so that `save` can tell an unchanged state and write nothing.
+    that says the inbox was empty) or `"lost"` (a cursor that names nothing usable: not this prodvid's, or
+    an object that is missing, corrupt or does not match its digest; worth a warning). `note` says it in
+    words for the log, None for `"state"`. `name` and `digest` identify the object, so that `save` can tell
+    an unchanged state and write nothing.
     """
 
-    origin: Literal["state", "empty", "old cursor", "lost"]
+    origin: Literal["state", "empty", "lost"]
     seen: dict[str, Seen] = field(default_factory=dict)
     name: str | None = None
     digest: str | None = None
@@ -105,29 +105,20 @@ def decode(data: bytes) -> tuple[dict[str, Seen], dict[str, str]]:
 
 
 def load(store: ObjectStore, cursor: str | None) -> Loaded:
-    """The `Seen` records that `cursor` (from `save`, or of an earlier format) refers to.
+    """The `Seen` records that `cursor` (from `save`) refers to.
 
     Never raises for a bad cursor or state object: it starts from nothing and says why in `note`. A store
     that cannot be reached still raises its `StorageError`, as the inbox listing would.
     """
-    # 1. The cursor: empty, ours, or an earlier format that held the records itself
+    # 1. The cursor: empty, or ours
     if not cursor:
         return Loaded("empty", note=f"no cursor (a new sensor, or its cursor was reset): {_START_OVER}")
     try:
         parsed = json.loads(cursor)
     except ValueError:
         parsed = None
-    if not isinstance(parsed, dict):
+    if not isinstance(parsed, dict) or "state" not in parsed:
         return Loaded("lost", note=f"cursor {cursor[:80]!r} is not one of prodvid's: {_START_OVER}")
-    if "state" not in parsed:
-        # The records themselves: {"briefs": {sku: "<stamp>:<checksum>"}, "rejected": {...}} since ETags,
-        # {"briefs": {sku: "<checksum>"}, ...} before, or a bare {sku: checksum}
-        briefs, rejected = parsed.get("briefs", parsed), parsed.get("rejected", {})
-        try:
-            seen = _records(briefs, rejected)
-        except ValueError as e:
-            return Loaded("lost", note=f"cursor not understood ({e}): {_START_OVER}")
-        return Loaded("old cursor", seen, note=f"cursor of an earlier format read: {len(seen)} SKUs")
     name = parsed["state"]
     if name is None:
         return Loaded("empty")  # an empty inbox was seen: nothing to remember
@@ -177,11 +168,10 @@ def _cursor(name: str | None, scan: Scan) -> str:
 
 
 def _records(briefs: Any, rejected: Any) -> dict[str, Seen]:
-    """The `Seen` records of a state object, or of a cursor of an earlier format (the same two fields).
+    """The `Seen` records of a state object's two fields.
 
-    Both come from JSON a person may have edited (a cursor, a file), hence `Any` and a `ValueError` if either
-    is not `{str: str}`. A value without a stamp (`<checksum>`, from before stamps) gives a record that
-    matches no ETag: the brief is read once more, and runs only if its checksum changed.
+    Both come from JSON a person may have edited, hence `Any` and a `ValueError` if either is not
+    `{str: str}`.
     """
     for what, mapping in (("briefs", briefs), ("rejected", rejected)):
         if not isinstance(mapping, dict) or not all(

@@ -90,7 +90,7 @@ def inpaint_batch(
     and the guidance, which are arguments of the whole call. Each request gets its own generator, seeded
     from its own `(seed, step, attempt)`, so its starting noise does not depend on its companions. Its
     painted pixels still may differ in the last bits from a call of its own: the kernels sum in another
-    order at another batch size (see DESIGN.md, "Many SKUs at once"). Only the painted pixels are checked;
+    order at another batch size (README, "Many SKUs at once"). Only the painted pixels are checked;
     an unusable request is painted again with the next seed, together with the others that failed, up to
     `max_retries` times, and then a `GenerationError` names its SKU and `what`. `on_step` hears of every
     denoising step (a progress bar), retries included.

@@ -1,5 +1,5 @@
-"""The storage layout of DESIGN.md, in one place: every key prodvid reads or writes for a SKU, and the inbox
-sensor's state."""
+"""The storage layout (README, "Storage layout"), in one place: every key prodvid reads or writes for a
+SKU, and the inbox sensor's state."""
 
 from __future__ import annotations
 

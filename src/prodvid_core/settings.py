@@ -307,7 +307,7 @@ def _bool(raw: str) -> bool:
 def framing(brief: Brief | None, settings: Settings) -> formats.Framing:
     """A SKU's output format and placement: each of `format`, `anchor`, `fill`, `margin` from its brief
     where the brief sets it, else from the settings (flags and run config reach a SKU through its brief:
-    `generate --format`, Dagster's `CanvasConfig`). Without a brief, the settings' own."""
+    `generate --format`, Dagster's `SkuConfig`). Without a brief, the settings' own."""
 
     def pick(name: str):
         value = getattr(brief, name, None)

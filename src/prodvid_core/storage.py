@@ -1,8 +1,8 @@
 """Where every artifact lives: one small interface over a local folder or an S3-compatible bucket.
 
-Keys are `/`-separated relative paths in DESIGN.md's layout (`hero_image/<SKU>.png`, ...). Writes are atomic
-(a reader sees the old object or the new one, never half of one), which is what lets a crash at any moment
-leave storage consistent and lets a re-run trust what it finds.
+Keys are `/`-separated relative paths of the storage layout (`layout.py`: `hero_image/<SKU>.png`, ...).
+Writes are atomic (a reader sees the old object or the new one, never half of one), which is what lets a
+crash at any moment leave storage consistent and lets a re-run trust what it finds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The core promise, checked: product pixels are never altered (DESIGN.md, "The core promise").
+"""The core promise, checked: product pixels are never altered (README, "The core promise").
 
 The reference is the expanded canvas under the product mask. The hero image must show every product pixel
 exactly; frame k shows frame 0's pixel p at p + offset (its manifest `offset`), so its visible product

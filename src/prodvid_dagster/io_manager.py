@@ -1,4 +1,4 @@
-"""The IO manager: each asset's value as the files of DESIGN.md's layout (PNG, MP4, JSON), never pickles.
+"""The IO manager: each asset's value as the files of the storage layout (PNG, MP4, JSON), never pickles.
 
 Every prodvid asset's value is a `dict` keyed by SKU, one entry per partition the step covers: one for a
 normal run, many for a single-run backfill. The IO manager stores and loads each entry through
@@ -89,7 +89,7 @@ def _one_line() -> Iterator[None]:
     try:
         yield
     except ProdvidError as e:
-        raise dg.Failure(description=str(e)) from e
+        raise dg.Failure(description=str(e)) from None  # the line says all (see assets._user_errors)
 
 
 class ObjectStoreIOManager(dg.ConfigurableIOManager):

@@ -1,7 +1,7 @@
 """Resources: the models (diffusers pipelines, loaded once per process) and the object store.
 
 Every field is optional: a field left unset in Dagster config falls back to its `PRODVID_*` env var, then
-to the core default, so the same env vars configure the CLI, the Python API and Dagster (DESIGN.md,
+to the core default, so the same env vars configure the CLI, the Python API and Dagster (README,
 "Configuration"); config set in the launchpad wins over the environment.
 
 | field | env var | default |
@@ -34,7 +34,7 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.offload` | `PRODVID_OFFLOAD` | off (model CPU offload, for GPUs under ~10 GB) |
 | `ModelsResource.variant` | `PRODVID_VARIANT` | automatic (fp16 files on CUDA in float16), `fp16`, `none` |
 
-`format`, `anchor`, `fill` and `margin` are defaults: a SKU's brief, and a run's `CanvasConfig`, win.
+`format`, `anchor`, `fill` and `margin` are defaults: a SKU's brief, and a run's `SkuConfig`, win.
 The fields are those of the core `Settings` plus `preset` (a test holds them equal).
 
 S3 credentials come from the usual AWS variables and files (boto3's chain), never from prodvid's config.
@@ -144,7 +144,8 @@ class ModelsResource(dg.ConfigurableResource):
 
 
 class StoreResource(dg.ConfigurableResource):
-    """Where the inbox and every artifact live: a folder or `s3://bucket/prefix` (DESIGN.md, "Storage")."""
+    """Where the inbox and every artifact live: a folder or `s3://bucket/prefix` (README, "Storage
+    layout")."""
 
     location: str | None = Field(
         None, description="A folder or s3://bucket/prefix ($PRODVID_STORE, default ./prodvid-data)."

@@ -38,9 +38,9 @@ def count_model_loads(monkeypatch) -> list[str]:
     loads: list[str] = []
     real = models._from_pretrained
 
-    def counting(model, resolved, dtype):
+    def counting(model, *args, **kwargs):
         loads.append(model)
-        return real(model, resolved, dtype)
+        return real(model, *args, **kwargs)
 
     models.clear_cache()
     monkeypatch.setattr(models, "_from_pretrained", counting)

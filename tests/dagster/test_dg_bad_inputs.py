@@ -53,7 +53,7 @@ def test_a_bad_camera_in_run_config_fails_the_first_step_and_stores_nothing(inst
     result = defs.resolve_job_def("prodvid").execute_in_process(
         partition_key="CUP-1",
         instance=instance,
-        run_config={"ops": {"frames": {"config": {"camera": camera}}}},
+        run_config={"ops": {"expanded_canvas": {"config": {"camera": camera}}}},
         raise_on_error=False,
     )
     assert not result.success
@@ -77,8 +77,8 @@ def test_a_bad_setting_fails_the_first_step_and_stores_nothing(instance, store, 
 
 
 def test_no_prompt_anywhere_fails_the_first_step_and_stores_nothing(instance, store):
-    """The prompt may come from the brief or from hero_image's run config; with neither, the first step
-    fails (it reads every step's config), not hero_image after the canvas and mask are stored."""
+    """The prompt may come from the brief or from the run config (`SkuConfig`, on the first step); with
+    neither, the first step fails, not hero_image after the canvas and mask are stored."""
     drop_sku(store, "CUP-1", {k: v for k, v in BRIEF.items() if k != "prompt"})
     instance.add_dynamic_partitions(sku_partitions.name, ["CUP-1"])
     job = defs.resolve_job_def("prodvid")
@@ -86,6 +86,6 @@ def test_no_prompt_anywhere_fails_the_first_step_and_stores_nothing(instance, st
     step, message = _failure(result)
     assert step == "expanded_canvas" and "Failure: SKU CUP-1: no prompt" in message
     assert [k for k in store.list() if not k.startswith("inbox/")] == []
-    # the same brief with the prompt in the launchpad's config of hero_image is made
-    scene = {"ops": {"hero_image": {"config": {"prompt": "a cup on a table"}}}}
+    # the same brief with the prompt in the launchpad's config is made
+    scene = {"ops": {"expanded_canvas": {"config": {"prompt": "a cup on a table"}}}}
     assert job.execute_in_process(partition_key="CUP-1", instance=instance, run_config=scene).success

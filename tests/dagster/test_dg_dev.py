@@ -316,7 +316,9 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     params = {
         "partitionNames": ["DEV-3", "DEV-4"],
         "assetSelection": [{"path": [name]} for name in sorted(ASSETS)],
-        "runConfigData": {"ops": {"hero_image": {"config": {"prompt": "a bottle on a beach", "seed": 4}}}},
+        "runConfigData": {
+            "ops": {"expanded_canvas": {"config": {"prompt": "a bottle on a beach", "seed": 4}}}
+        },
     }
     launched = graphql(port, BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -338,15 +340,71 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
         assert json.loads(store.read_bytes(layout.hero_json(sku)))["prompt"] == "a bottle on a beach"
 
 
+RUN_OF = """query($runId: ID!) { runOrError(runId: $runId) { ... on Run { jobName status startTime endTime
+  tags { key value } } } }"""
+DEFAULT_CONFIG = """query($selector: PipelineSelector!) { runConfigSchemaOrError(selector: $selector) {
+  ... on RunConfigSchema { rootDefaultYaml } } }"""
+
+
+def test_a_sku_made_from_the_launchpad_runs_as_the_prodvid_job_with_its_tags_and_gpu_limit(
+    dagster_dev, tmp_path
+):
+    """What the job's launchpad sends (Jobs > prodvid > Launchpad, a new partition added, "Scaffold all
+    default config", the four fields filled in), twice at once for two new SKUs whose photos are not in
+    the inbox: both run as `prodvid`, carry the sensor runs' tags, and never overlap (the GPU limit)."""
+    port, proc, log, instance, store = dagster_dev
+    repo = repository(port)
+    selector = {**repo, "pipelineName": "prodvid"}
+    scaffold = graphql(port, DEFAULT_CONFIG, {"selector": selector})["runConfigSchemaOrError"]
+    assert "prompt: ''" in scaffold["rootDefaultYaml"] and "photo: ''" in scaffold["rootDefaultYaml"]
+
+    run_ids = {}
+    for sku in ("UI-1", "UI-2"):
+        (tmp_path / f"{sku}.png").write_bytes(sample_photo_bytes(fmt="PNG", size=(300, 400)))
+        config = {
+            "prompt": f"{sku} on a marble counter",
+            "format": "256x256",
+            "camera": json.dumps(BRIEF["camera"]),
+            "photo": str(tmp_path / f"{sku}.png"),
+            "num_frames": 3,
+        }
+        graphql(port, ADD_PARTITION, {"key": sku, "repo": repo})
+        params = {
+            "selector": {**repo, "jobName": "prodvid"},
+            "runConfigData": {"ops": {"expanded_canvas": {"config": config}}},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": sku}]},
+        }
+        launched = graphql(port, LAUNCH_RUN, {"params": params})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_ids[sku] = launched["run"]["runId"]
+    for sku, run_id in run_ids.items():
+        assert wait_for(lambda r=run_id: finished(port, r), 240, f"the run of {sku}", proc, log) == "SUCCESS"
+
+    runs = [graphql(port, RUN_OF, {"runId": run_id})["runOrError"] for run_id in run_ids.values()]
+    for sku, run in zip(run_ids, runs, strict=True):
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert run["jobName"] == "prodvid"
+        assert (tags["prodvid/sku"], tags["prodvid/gpu"], len(tags["prodvid/brief"])) == (sku, "1", 16)
+        assert store.read_bytes(layout.inbox_photo(sku, ".png")) == (tmp_path / f"{sku}.png").read_bytes()
+        assert store.exists(layout.video_mp4(sku))
+    first, second = sorted(runs, key=lambda r: r["startTime"])
+    assert first["endTime"] <= second["startTime"]
+
+
 STOP_SKU = "DEV-STOP"
 STOP_FRAMES = 48  # the default video length
 STOP_AFTER = 4  # frames stored when Terminate is sent; ~40 are still to come, ~0.15 s each
 STOP_CAMERA = {"path": "pan", "distance": [-94, -47]}  # 2 × 1 px a frame: every frame needs a call
 STOP_CONFIG = {
     "ops": {
-        "hero_image": {"config": {"prompt": BRIEF["prompt"], "seed": BRIEF["seed"]}},
-        "frames": {
-            "config": {"camera": json.dumps(STOP_CAMERA), "num_frames": STOP_FRAMES, "fps": BRIEF["fps"]}
+        "expanded_canvas": {
+            "config": {
+                "prompt": BRIEF["prompt"],
+                "seed": BRIEF["seed"],
+                "camera": json.dumps(STOP_CAMERA),
+                "num_frames": STOP_FRAMES,
+                "fps": BRIEF["fps"],
+            }
         },
     },
     # lookahead 0 is the seed method's one diffusion call per frame, so calls count frames painted

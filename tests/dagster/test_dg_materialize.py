@@ -137,8 +137,15 @@ def test_launchpad_config_overrides_the_brief(instance, store):
     drop_sku(store, SKU)
     config = {
         "ops": {
-            "hero_image": {"config": {"prompt": "a bottle in a forest", "seed": 3}},
-            "frames": {"config": {"camera": "drift", "num_frames": 4, "fps": 8}},
+            "expanded_canvas": {
+                "config": {
+                    "prompt": "a bottle in a forest",
+                    "seed": 3,
+                    "camera": "drift",
+                    "num_frames": 4,
+                    "fps": 8,
+                }
+            }
         }
     }
     assert run_sku(instance, SKU, run_config=config).success
@@ -152,8 +159,15 @@ def test_format_and_placement_in_the_run_config_win_over_the_brief(instance, sto
     drop_sku(store, SKU, {**BRIEF, "format": "256x320", "anchor": "center"})
     config = {
         "ops": {
-            "expanded_canvas": {"config": {"format": "256x448", "anchor": "left-third", "margin": 0.1}},
-            "frames": {"config": {"seconds": 0.5, "fps": 8}},
+            "expanded_canvas": {
+                "config": {
+                    "format": "256x448",
+                    "anchor": "left-third",
+                    "margin": 0.1,
+                    "seconds": 0.5,
+                    "fps": 8,
+                }
+            },
         }
     }
     result = run_sku(instance, SKU, run_config=config)

@@ -131,12 +131,14 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     # the brief's fields reach the run as config the job accepts, and the run makes that video
     job = defs.resolve_job_def("prodvid")
     config = mug.run_config
-    assert config["ops"]["hero_image"]["config"] == {
-        "prompt": BRIEF["prompt"],
-        "negative_prompt": "",
-        "seed": 7,
-    }
-    assert json.loads(config["ops"]["frames"]["config"]["camera"]) == BRIEF["camera"]
+    assert list(config["ops"]) == ["expanded_canvas"]  # one SkuConfig, on the first step
+    sku_config = config["ops"]["expanded_canvas"]["config"]
+    assert (sku_config["prompt"], sku_config["negative_prompt"], sku_config["seed"]) == (
+        BRIEF["prompt"],
+        "",
+        7,
+    )
+    assert json.loads(sku_config["camera"]) == BRIEF["camera"] and sku_config["photo"] == ""
     assert dg.validate_run_config(job, config)
     store.write_bytes("inbox/MUG-1.json", json.dumps({**BRIEF, "seed": 99, "fps": 12}).encode())  # not read
     result = job.execute_in_process(
@@ -158,8 +160,10 @@ def test_sensor_new_changed_unchanged_and_invalid_entries(instance, store):
     third = tick(instance, second.cursor)
     assert sorted(r.partition_key for r in third.run_requests) == ["MUG-1", "TYPO-4"]
     new_mug = next(r for r in third.run_requests if r.partition_key == "MUG-1")
-    assert new_mug.run_key != mug.run_key and new_mug.run_config["ops"]["hero_image"]["config"]["seed"] == 8
-    assert added(third) == []
+    assert (
+        new_mug.run_key != mug.run_key and new_mug.run_config["ops"]["expanded_canvas"]["config"]["seed"] == 8
+    )
+    assert added(third) == []  # a rejected SKU became a partition at its first tick (its inbox state)
     assert "inbox/TYPO-4.json" not in state_of(store, third.cursor)["rejected"]
 
     # prodvid never touched the inbox (apart from this test's own edits); its state lies beside it
@@ -237,7 +241,7 @@ def test_a_tick_reads_only_the_briefs_that_changed(instance, recording_store):
     assert state_io(store) == ([first_state], [layout.inbox_state(json.loads(third.cursor)["state"])])
     assert reads_of(store) == ["inbox/MUG-1.json"]
     (mug,) = third.run_requests
-    assert mug.partition_key == "MUG-1" and mug.run_config["ops"]["hero_image"]["config"]["seed"] == 8
+    assert mug.partition_key == "MUG-1" and mug.run_config["ops"]["expanded_canvas"]["config"]["seed"] == 8
     first_mug = next(r for r in first.run_requests if r.partition_key == "MUG-1")
     assert mug.run_key == f"MUG-1:{mug.tags['prodvid/brief']}" != first_mug.run_key
 
@@ -264,42 +268,26 @@ def test_a_tick_reads_only_the_briefs_that_changed(instance, recording_store):
     assert [r.partition_key for r in sixth.run_requests] == ["JAR-3"] and added(sixth) == ["JAR-3"]
 
 
-def test_a_cursor_from_before_etags_reads_each_brief_once_and_reruns_nothing(instance, store):
+def test_a_cursor_of_an_earlier_format_starts_over(instance, store):
+    """A cursor that held the records itself (before the state object) is not read any more: the tick
+    starts over, as after a reset, reading every brief and asking for every ready SKU under its run key
+    (Dagster skips the keys it has run), and its cursor is the new kind."""
     recording = start_recording(RecordingLocalStore(store.root))
     drop_sku(recording, "MUG-1")
     drop_sku(recording, "VASE-2", {**BRIEF, "seed": 3})
-    instance.add_dynamic_partitions(sku_partitions.name, ["MUG-1", "VASE-2"])
-    old = {"briefs": {"MUG-1": parse_brief(BRIEF, sku="MUG-1").checksum(), "VASE-2": "0123456789abcdef"}}
-
-    upgraded = tick(instance, json.dumps({**old, "rejected": {}}), recording)
-    assert reads_of(recording) == ["inbox/MUG-1.json", "inbox/VASE-2.json"]
-    assert [r.partition_key for r in upgraded.run_requests] == ["VASE-2"]  # only the changed brief
-    assert set(state_of(store, upgraded.cursor)["briefs"]) == {
-        "MUG-1",
-        "VASE-2",
-    }  # the cursor is the new kind
-    tick(instance, upgraded.cursor, recording)
-    assert reads_of(recording) == []
-
-
-def test_a_cursor_that_held_the_records_is_moved_to_the_store_without_a_read(instance, store):
-    # the cursor of the sensor before this change: {"briefs": {sku: "<stamp>:<checksum>"}, "rejected": {...}}
-    recording = start_recording(RecordingLocalStore(store.root))
-    drop_sku(recording, "MUG-1")
-    drop_sku(recording, "VASE-2", {**BRIEF, "seed": 3})
-    recording.write_bytes("inbox/TYPO-4.png", b"a photo")
-    recording.write_bytes("inbox/TYPO-4.json", json.dumps({"promt": "a typo"}).encode())
     instance.add_dynamic_partitions(sku_partitions.name, ["MUG-1", "VASE-2"])
     scan = inbox.scan(store)
     briefs = {sku: f"{s.stamp}:{s.checksum or ''}" for sku, s in scan.seen.items()}
     old = json.dumps({"briefs": briefs, "rejected": scan.rejected}, sort_keys=True, separators=(",", ":"))
 
     upgraded = tick(instance, old, recording)
-    assert reads_of(recording) == [] and upgraded.run_requests == []
-    assert "TYPO-4" in upgraded.skip_message
-    assert json.loads(upgraded.cursor)["seen"] == 3 and len(upgraded.cursor) < 200
+    assert reads_of(recording) == ["inbox/MUG-1.json", "inbox/VASE-2.json"]
+    assert [r.run_key for r in upgraded.run_requests] == [
+        f"{sku}:{scan.seen[sku].checksum}" for sku in briefs
+    ]
     assert state_of(store, upgraded.cursor)["briefs"] == briefs
-    assert state_of(store, upgraded.cursor)["rejected"] == scan.rejected
+    tick(instance, upgraded.cursor, recording)
+    assert reads_of(recording) == []
 
 
 def test_the_cursor_stays_small_for_many_skus(instance, tmp_path):
@@ -385,15 +373,22 @@ def sensor_daemon(instance) -> Iterator[Callable[[], list]]:
             clock[0] += 20
             with freeze_time(clock[0]):
                 list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
-            (state,) = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+            state = inbox_sensor_state(instance)
             return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
 
         yield iteration
 
 
+def inbox_sensor_state(instance):
+    """The inbox sensor's stored state (the daemon also keeps one for the backfill remainder sensor)."""
+    states = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+    (state,) = [s for s in states if s.instigator_name == "inbox_sensor"]
+    return state
+
+
 def set_cursor(instance, cursor: str | None) -> None:
     """What the UI's cursor editor and `dagster sensor cursor` do to the sensor's stored state."""
-    (state,) = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+    state = inbox_sensor_state(instance)
     data = state.instigator_data
     instance.update_instigator_state(
         state.with_data(
@@ -417,7 +412,7 @@ def test_the_daemon_runs_nothing_twice_after_a_reset_or_a_lost_state(instance, s
     with sensor_daemon(instance) as iteration:
         ticks = iteration()
         assert ticks[0].status == TickStatus.SUCCESS and instance.get_runs_count() == 3  # queued
-        (state,) = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+        state = inbox_sensor_state(instance)
         assert state.instigator_data.cursor == ticks[0].cursor
         assert store.exists(layout.inbox_state(json.loads(ticks[0].cursor)["state"]))
         run_keys = sorted(ticks[0].run_keys)

@@ -4,18 +4,17 @@ Each asset is a call into `prodvid_core` plus the metadata a person wants in the
 keyed by SKU covering every partition of its step (one in a normal run, many in a single-run backfill,
 where the models stay loaded for all SKUs); `io_manager.ObjectStoreIOManager` stores the entries as files.
 
-The scene comes from the SKU's brief, `inbox/<SKU>.json`; any field set in the run config (the sensor
-fills it from the brief, a person can edit it in the launchpad) wins, and `ModelsResource` (with its
-`PRODVID_*` env vars) gives the defaults of what neither sets. `expanded_canvas` takes the format and the
-product's placement (`CanvasConfig`); `hero_image` the prompt, negative prompt and seed (`SceneConfig`);
-`frames` paints the same scene as the hero image, at its size, and takes the camera and the video's length
-and fps (`CameraConfig`).
+The scene comes from the SKU's brief, `inbox/<SKU>.json`; any field set in the run config wins, and
+`ModelsResource` (with its `PRODVID_*` env vars) gives the defaults of what neither sets. The run config of
+a SKU is one `SkuConfig`, on the first step, `expanded_canvas` (the sensor fills it from the brief; in the
+launchpad its first fields are the prompt, format, camera and photo). `hero_image` and `frames` read it from
+the run's config, so a re-execution from failure keeps it. A `photo` in it (a path or `s3://` URL) is
+checked like any photo and copied into the inbox: a SKU made from the launchpad alone.
 """
 
 import base64
 import contextlib
 import io
-import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,9 +23,9 @@ import dagster as dg
 from PIL import Image
 from pydantic import Field
 
-from prodvid_core import formats, inbox, layout, media, request, resample
+from prodvid_core import camera, formats, inbox, layout, media, photo_drop, request, resample
 from prodvid_core.canvas import Canvas
-from prodvid_core.errors import InvalidBriefError, ProdvidError
+from prodvid_core.errors import InvalidInputError, ProdvidError
 from prodvid_core.frames import FrameSet
 from prodvid_core.hero import HeroResult
 from prodvid_core.mask import segment
@@ -41,9 +40,7 @@ from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import ModelsResource, StoreResource
 
 __all__ = [
-    "CanvasConfig",
-    "SceneConfig",
-    "CameraConfig",
+    "SkuConfig",
     "expanded_canvas",
     "mask",
     "hero_image",
@@ -52,7 +49,7 @@ __all__ = [
     "ASSETS",
 ]
 
-# Single-run backfills are what DESIGN.md asks for; Dagster 1.13 still calls `backfill_policy` beta.
+# Single-run backfills load the models once for many SKUs; Dagster 1.13 still calls `backfill_policy` beta.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 GROUP = "prodvid"
@@ -69,14 +66,31 @@ _PARTITIONED = {
 }
 
 
-class CanvasConfig(dg.Config):
-    """The output format and where the product sits; unset fields come from `inbox/<SKU>.json`, then from
-    `ModelsResource` (`PRODVID_FORMAT`, ...)."""
+class SkuConfig(dg.Config):
+    """A SKU's brief as run config, every field optional: unset fields come from `inbox/<SKU>.json`, then
+    from `ModelsResource` (`PRODVID_FORMAT`, ...). The first four are what a new SKU needs: their default is
+    "" (unset) rather than None, so that the launchpad's "Scaffold all default config" writes them out, and
+    only them; `photo` is only for a SKU whose photo is not in the inbox yet."""
 
-    format: str | None = Field(
-        None,
-        description=f"Output size: {', '.join(formats.PRESETS)} or WxH with even sides, e.g. 1080x1350.",
+    prompt: str = Field("", description="The scene, e.g. 'on a marble kitchen counter' ('': the brief's).")
+    format: str = Field(
+        "",
+        description=f"Output size: {', '.join(formats.PRESETS)} or WxH with even sides, e.g. 1080x1350 "
+        "('': the brief's, else $PRODVID_FORMAT, else square).",
     )
+    camera: str = Field(
+        "",
+        description=f"A path name ({', '.join(camera.PATHS)}) or a JSON object like a brief's camera, "
+        """{"path": "pan", "distance": [-0.1, 0]} ('': the brief's, else drift).""",
+    )
+    photo: str = Field(
+        "",
+        description="The product photo, if the inbox has none: a path on the machine the run runs on or "
+        "s3://bucket/key. It is checked, then copied into the inbox as <SKU>.png/.jpg/.webp ('': the "
+        "inbox's).",
+    )
+    negative_prompt: str | None = Field(None, description="What the scene must not show.")
+    seed: int | None = Field(None, description="Seed of every diffusion call (0 or more).")
     anchor: str | None = Field(None, description=f"Where the product sits: {', '.join(formats.ANCHORS)}.")
     fill: float | None = Field(
         None, description="Largest share of the canvas width and height the product takes."
@@ -84,28 +98,26 @@ class CanvasConfig(dg.Config):
     margin: float | None = Field(
         None, description="Share of the canvas kept clear around the product on each side, 0 to 0.4."
     )
-
-
-class SceneConfig(dg.Config):
-    """The hero image's scene; unset fields come from `inbox/<SKU>.json`."""
-
-    prompt: str | None = Field(None, description="The scene, e.g. 'on a marble kitchen counter'.")
-    negative_prompt: str | None = Field(None, description="What the scene must not show.")
-    seed: int | None = Field(None, description="Seed of every diffusion call (0 or more).")
-
-
-class CameraConfig(dg.Config):
-    """The video's camera; unset fields come from `inbox/<SKU>.json`."""
-
-    camera: str | None = Field(
-        None,
-        description='A path name (drift, seed, pan, polyline, arc) or a JSON object: {"path": "pan", ...}.',
-    )
     num_frames: int | None = Field(None, description="Frames in the video, counting the hero image.")
     seconds: float | None = Field(
         None, description="The video's length instead of num_frames: round(seconds * fps) + 1 frames."
     )
     fps: int | None = Field(None, description="Frames per second of the video.")
+
+    def overrides(self, sku: str) -> dict:
+        """The brief fields this config sets, for `inbox.brief_with` (None: the brief's, or the default)."""
+        values = self.model_dump(exclude={"photo", "camera"})
+        values = {k: (None if v == "" else v) for k, v in values.items()}
+        if self.camera.strip():
+            values["camera"] = camera.parse_spec(self.camera, sku=sku, what="config `camera`")
+        return values
+
+
+def _sku_config(context: dg.AssetExecutionContext) -> SkuConfig:
+    """The run's `SkuConfig` (on `expanded_canvas`), also in steps after it and in a re-execution of them;
+    empty when the run sets none (a run of later steps only: the brief in the inbox alone)."""
+    config = context.run.run_config.get("ops", {}).get("expanded_canvas", {}).get("config", {})
+    return SkuConfig(**config)
 
 
 @contextlib.contextmanager
@@ -114,7 +126,9 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except ProdvidError as e:
-        raise dg.Failure(description=str(e), allow_retries=False) from e
+        # `from None`: the message says all; the stack of prodvid's own frames and a chained exception
+        # under it would only bury it in the UI.
+        raise dg.Failure(description=str(e), allow_retries=False) from None
 
 
 def _settings(models: ModelsResource) -> Settings:
@@ -185,72 +199,94 @@ def _where(store: ObjectStore, key: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(url) if "://" in url else dg.MetadataValue.path(url)
 
 
-def _camera(value: str | None, sku: str) -> dict | None:
-    if value is None or not value.strip().startswith("{"):
-        return None if value is None else {"path": value.strip()}
-    try:
-        return json.loads(value)
-    except ValueError as e:
-        raise InvalidBriefError(
-            f"SKU {sku}: config `camera` is not a path name or a JSON object ({e})."
-        ) from None
+def _photo(
+    st: ObjectStore, sku: str, config: SkuConfig, store: StoreResource, skus: list[str]
+) -> tuple[bytes, str | None, str | None]:
+    """The SKU's photo: its bytes, its inbox key (None while it is still to be copied there) and its suffix
+    (the one to copy it under). From `config.photo` if given, else the one in the inbox."""
+    found = inbox.photos(st, sku)
+    if not config.photo.strip():
+        key = inbox.photo_key(st, sku)
+        return st.read_bytes(key), key, None
+    if len(skus) > 1:
+        raise InvalidInputError(
+            f"SKUs {', '.join(skus)}: config `photo` names one photo, and this run makes {len(skus)} SKUs; "
+            "give it in a run of one SKU."
+        )
+    data, suffix = photo_drop.read_photo(
+        config.photo.strip(), sku=sku, what="config `photo`", endpoint_url=store.s3_endpoint_url
+    )
+    if len(found) > 1:
+        inbox.photo_key(st, sku)  # raises: two photos already
+    return data, (found[0] if found else None), suffix
 
 
-def _brief(context: dg.AssetExecutionContext, st: ObjectStore, sku: str, config: CanvasConfig):
-    """The SKU's brief with this run's config of every step applied (the canvas's, the hero image's scene,
-    the frames' camera), so the first step can check the whole request before anything is stored."""
-    ops = context.run.run_config.get("ops", {})
-    scene = ops.get("hero_image", {}).get("config", {})
-    cam = ops.get("frames", {}).get("config", {})
-    return inbox.brief_with(
-        st, sku, format=config.format, anchor=config.anchor, fill=config.fill, margin=config.margin,
-        prompt=scene.get("prompt"), negative_prompt=scene.get("negative_prompt"), seed=scene.get("seed"),
-        camera=_camera(cam.get("camera"), sku), num_frames=cam.get("num_frames"), seconds=cam.get("seconds"),
-        fps=cam.get("fps"),
-    )  # fmt: skip
+def _tag_run(context: dg.AssetExecutionContext, sku: str, checksum: str) -> None:
+    """Give a run of one SKU the sensor's `prodvid/*` tags however it was launched (the launchpad, the asset
+    graph, GraphQL), so that every run of a SKU is found by the same filter in the runs list."""
+    tags = {"prodvid/sku": sku, "prodvid/brief": checksum}
+    if any(context.run.tags.get(k) != v for k, v in tags.items()):
+        context.instance.add_run_tags(context.run_id, tags)
 
 
 def _checked(
-    context: dg.AssetExecutionContext, st: ObjectStore, config: CanvasConfig, settings: Settings
+    context: dg.AssetExecutionContext,
+    st: ObjectStore,
+    config: SkuConfig,
+    store: StoreResource,
+    settings: Settings,
 ) -> dict[str, request.Checked]:
-    """Every SKU of the step checked (`request.check_sku`: id, brief, camera path, photo) before any is
-    stored. Dagster 1.13 cannot fail one partition of a step that covers many (dagster-io/dagster#17836), so
-    bad SKUs fail the step, each named on a line of its own, and the failure's metadata lists the SKUs that
-    passed: `backfill_remainder_sensor` runs those again without the bad ones."""
-    checked, bad = {}, {}
-    for sku in context.partition_keys:
+    """Every SKU of the step checked (`request.check_sku`: id, brief with this run's `SkuConfig`, camera path,
+    photo) before any is stored; a photo named in the config goes into the inbox only once all passed.
+    Dagster 1.13 cannot fail one partition of a step that covers many (dagster-io/dagster#17836), so bad SKUs
+    fail the step, each named on a line of its own, and the failure's metadata lists the SKUs that passed:
+    `backfill_remainder_sensor` runs those again without the bad ones."""
+    selection = context.run.asset_selection
+    makes_hero = not selection or dg.AssetKey("hero_image") in selection  # None or empty: every asset
+    skus = list(context.partition_keys)
+    checked, bad, drops, briefs = {}, {}, {}, {}
+    for sku in skus:
         try:
-            data = st.read_bytes(inbox.photo_key(st, sku))
-            checked[sku] = request.check_sku(sku, data, _brief(context, st, sku, config), settings)
+            briefs[sku] = inbox.brief_with(st, sku, require_prompt=makes_hero, **config.overrides(sku))
+            data, photo, suffix = _photo(st, sku, config, store, skus)
+            checked[sku] = request.check_sku(sku, data, briefs[sku], settings)
+            if suffix is not None:
+                drops[sku] = (data, suffix, photo)
         except ProdvidError as e:
             bad[sku] = str(e)
-    if not bad:
-        return checked
-    lines = list(bad.values())
-    if checked:
-        lines.append(
-            f"The other {len(checked)} SKU(s) of this run passed their checks and are run again without the "
-            f"bad one(s) by the sensor {REMAINDER_SENSOR}: {', '.join(list(checked)[:20])}"
-            + (" ..." if len(checked) > 20 else "")
-        )
-    raise dg.Failure(
-        description="\n".join(lines),
-        metadata={GOOD_SKUS: dg.MetadataValue.json(list(checked)), "bad skus": ", ".join(bad)},
-        allow_retries=False,
-    )
+    if bad:
+        lines = list(bad.values())
+        if checked:
+            lines.append(
+                f"The other {len(checked)} SKU(s) of this run passed their checks and are run again without "
+                f"the bad one(s) by the sensor {REMAINDER_SENSOR}: {', '.join(list(checked)[:20])}"
+                + (" ..." if len(checked) > 20 else "")
+            )
+        raise dg.Failure(
+            description="\n".join(lines),
+            metadata={GOOD_SKUS: dg.MetadataValue.json(list(checked)), "bad skus": ", ".join(bad)},
+            allow_retries=False,
+        ) from None
+    for sku, (data, suffix, existing) in drops.items():
+        with _user_errors():
+            photo_drop.drop_photo(st, sku, data, suffix, existing=existing)
+    if len(skus) == 1:
+        _tag_run(context, skus[0], briefs[skus[0]].checksum())
+    return checked
 
 
 @dg.asset(**_PARTITIONED, kinds={"pillow"}, deps=[INBOX])
 def expanded_canvas(
-    context: dg.AssetExecutionContext, config: CanvasConfig, models: ModelsResource, store: StoreResource
+    context: dg.AssetExecutionContext, config: SkuConfig, models: ModelsResource, store: StoreResource
 ) -> dict[str, Canvas]:
-    """The product photo from the inbox, normalized and placed on a white canvas of the SKU's output
-    format (`expanded_canvas/<SKU>.png` + placement JSON). The first step checks the whole request (models,
-    device, and each SKU's brief with this run's config, camera path and photo) before anything is stored."""
+    """The product photo, normalized and placed on a white canvas of the SKU's output format
+    (`expanded_canvas/<SKU>.png` + placement JSON). The first step checks the whole request (models,
+    device, and each SKU's brief with this run's config, camera path and photo) before anything is stored;
+    a photo given in the config is copied into the inbox only once it passed."""
     settings, st = _settings(models), store.open()
     with _user_errors():
         request.check_settings(settings)
-    checked = _checked(context, st, config, settings)
+    checked = _checked(context, st, config, store, settings)
     for sku, ok in checked.items():
         for warning in ok.warnings:
             context.log.warning(warning)
@@ -295,7 +331,6 @@ def mask(
 @dg.asset(**_PARTITIONED, pool=GPU_POOL, kinds={"pytorch"})
 def hero_image(
     context: dg.AssetExecutionContext,
-    config: SceneConfig,
     expanded_canvas: dict[str, Canvas],
     mask: dict[str, Image.Image],
     models: ModelsResource,
@@ -303,14 +338,9 @@ def hero_image(
 ) -> dict[str, HeroResult]:
     """The scene painted around the product by the hero model, every product pixel pasted back exactly
     (`hero_image/<SKU>.png` + JSON). Reused when the stored one was made with the same settings."""
-    settings, st = _settings(models), store.open()
+    settings, st, config = _settings(models), store.open(), _sku_config(context)
     with _user_errors():
-        briefs = {
-            sku: inbox.brief_with(
-                st, sku, prompt=config.prompt, negative_prompt=config.negative_prompt, seed=config.seed
-            )
-            for sku in context.partition_keys
-        }
+        briefs = {sku: inbox.brief_with(st, sku, **config.overrides(sku)) for sku in context.partition_keys}
         made = make_heroes(
             st, {sku: (expanded_canvas[sku], mask[sku], briefs[sku]) for sku in briefs}, settings
         )
@@ -341,7 +371,6 @@ def hero_image(
 @dg.asset(**_PARTITIONED, pool=GPU_POOL, retry_policy=FRAMES_RETRY, kinds={"pytorch"})
 def frames(
     context: dg.AssetExecutionContext,
-    config: CameraConfig,
     hero_image: dict[str, HeroResult],
     models: ModelsResource,
     store: StoreResource,
@@ -349,16 +378,13 @@ def frames(
     """The video's frames, windows of a world canvas painted once (`frames/<SKU>/world.png` + manifest.json;
     per-frame PNGs only with `models.keep_frames`). The world is checkpointed after each diffusion call; a
     retry or a re-execution resumes after the last checkpointed call and paints only the missing ones."""
-    settings, st = _settings(models), store.open()
+    settings, st, config = _settings(models), store.open(), _sku_config(context)
     with _user_errors(), _stop_when_terminated(context):
         briefs = {}
         for sku in context.partition_keys:
-            hero = hero_image[sku]
-            briefs[sku] = inbox.brief_with(
-                st, sku, prompt=hero.prompt, negative_prompt=hero.negative_prompt, seed=hero.seed,
-                camera=_camera(config.camera, sku), num_frames=config.num_frames, seconds=config.seconds,
-                fps=config.fps,
-            )  # fmt: skip
+            hero = hero_image[sku]  # the scene the hero image was made with, whatever the brief says now
+            scene = {"prompt": hero.prompt, "negative_prompt": hero.negative_prompt, "seed": hero.seed}
+            briefs[sku] = inbox.brief_with(st, sku, **{**config.overrides(sku), **scene})
         totals = {
             sku: brief.camera_path(sku, hero_image[sku].image.size).num_frames
             for sku, brief in briefs.items()

@@ -18,6 +18,9 @@ prodvid_job = dg.define_asset_job(
     "prodvid",
     selection=dg.AssetSelection.assets(*assets.ASSETS),
     executor_def=dg.in_process_executor,
-    run_tags={GPU_RUN_TAG: "1"},
+    # `tags`, not `run_tags`: a run launched over GraphQL (the launchpad, "Materialize") gets the job's
+    # `tags` only (dagster_graphql's create_valid_pipeline_run), and `run_tags` left unset default to them,
+    # so every run of the job carries the tag, however it was launched.
+    tags={GPU_RUN_TAG: "1"},
     description="Canvas, mask, hero image, frames and video of its SKUs, with their checks.",
 )

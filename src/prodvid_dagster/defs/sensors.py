@@ -28,7 +28,7 @@ import dagster as dg
 from prodvid_core import inbox, inbox_state, media
 from prodvid_core.brief import Brief
 from prodvid_dagster.defs import jobs
-from prodvid_dagster.defs.assets import CameraConfig, CanvasConfig, SceneConfig
+from prodvid_dagster.defs.assets import SkuConfig
 from prodvid_dagster.defs.inbox_asset import inbox_events, where_to_drop
 from prodvid_dagster.partitions import sku_partitions
 from prodvid_dagster.resources import StoreResource
@@ -40,22 +40,20 @@ INTERVAL_SECONDS = 15
 
 def run_config_for(brief: Brief) -> dg.RunConfig:
     """The run config that carries a brief to the assets (the same fields a person sets in the launchpad)."""
-    return dg.RunConfig(
-        ops={
-            "expanded_canvas": CanvasConfig(
-                format=brief.format, anchor=brief.anchor, fill=brief.fill, margin=brief.margin
-            ),
-            "hero_image": SceneConfig(
-                prompt=brief.prompt, negative_prompt=brief.negative_prompt, seed=brief.seed
-            ),
-            "frames": CameraConfig(
-                camera=json.dumps(brief.camera, sort_keys=True),
-                num_frames=brief.num_frames,
-                seconds=brief.seconds,
-                fps=brief.fps,
-            ),
-        }
+    config = SkuConfig(
+        prompt=brief.prompt,
+        format=brief.format or "",
+        camera=json.dumps(brief.camera, sort_keys=True),
+        negative_prompt=brief.negative_prompt,
+        seed=brief.seed,
+        anchor=brief.anchor,
+        fill=brief.fill,
+        margin=brief.margin,
+        num_frames=brief.num_frames,
+        seconds=brief.seconds,
+        fps=brief.fps,
     )
+    return dg.RunConfig(ops={"expanded_canvas": config})
 
 
 @dg.sensor(
