@@ -306,15 +306,16 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     assert_inbox_state_shown(port, "TYPO-9", "rejected", "unknown field 'promt'")
     assert json.loads(store.read_bytes(layout.frames_manifest("DEV-1")))["seed"] == BRIEF["seed"]
 
-    # by hand: two SKUs with photos but no brief, added as partitions and backfilled with the prompt set
-    # in the run config; the backfill daemon makes them in one run (BackfillPolicy.single_run)
-    for sku in ("DEV-3", "DEV-4"):
-        store.write_bytes(
-            layout.inbox_photo(sku, ".png"), store.read_bytes(layout.inbox_photo("DEV-1", ".png"))
-        )
+    # by hand: three SKUs with photos but no brief, added as partitions and backfilled with the prompt set
+    # in the run config; the backfill daemon makes them in one run (BackfillPolicy.single_run). DEV-5's
+    # "photo" is not an image: the run's first step fails naming it, before anything is stored, and the
+    # remainder sensor (running by default) runs DEV-3..DEV-4 again without it
+    for sku in ("DEV-3", "DEV-4", "DEV-5"):
+        photo = store.read_bytes(layout.inbox_photo("DEV-1", ".png")) if sku != "DEV-5" else b"not an image"
+        store.write_bytes(layout.inbox_photo(sku, ".png"), photo)
         graphql(port, ADD_PARTITION, {"key": sku, "repo": repository(port)})
     params = {
-        "partitionNames": ["DEV-3", "DEV-4"],
+        "partitionNames": ["DEV-3", "DEV-4", "DEV-5"],
         "assetSelection": [{"path": [name]} for name in sorted(ASSETS)],
         "runConfigData": {
             "ops": {"expanded_canvas": {"config": {"prompt": "a bottle on a beach", "seed": 4}}}
@@ -329,12 +330,33 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
         proc,
         log,
     )
-    assert len(backfill_runs) == 1 and backfill_runs[0]["status"] == "SUCCESS", log.read_text()[-4000:]
-    tags = {t["key"]: t["value"] for t in backfill_runs[0]["tags"]}
+    assert len(backfill_runs) == 1 and backfill_runs[0]["status"] == "FAILURE", log.read_text()[-4000:]
+    failed = backfill_runs[0]
+    tags = {t["key"]: t["value"] for t in failed["tags"]}
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        "DEV-3",
+        "DEV-5",
+    )
+    [failure] = [
+        e.get_dagster_event().step_failure_data.user_failure_data.description
+        for e in instance.all_logs(failed["runId"])
+        if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"
+    ]
+    assert failure.startswith("SKU DEV-5: ") and "DEV-3, DEV-4" in failure.splitlines()[-1]
+    remainder = wait_for(
+        lambda: finished_runs(port, failed["runId"], key="prodvid/remainder_of"),
+        240,
+        "the remainder sensor's run",
+        proc,
+        log,
+    )
+    assert len(remainder) == 1 and remainder[0]["status"] == "SUCCESS", log.read_text()[-4000:]
+    tags = {t["key"]: t["value"] for t in remainder[0]["tags"]}
     assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
         "DEV-3",
         "DEV-4",
     )
+    assert not [k for k in store.list() if "DEV-5" in k and not k.startswith("inbox/")]
     for sku in ("DEV-3", "DEV-4"):
         assert store.exists(layout.video_mp4(sku))
         assert json.loads(store.read_bytes(layout.hero_json(sku)))["prompt"] == "a bottle on a beach"
