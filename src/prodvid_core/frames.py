@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import layout, models, seams
+from prodvid_core import layout, models, resample, seams
 from prodvid_core.camera import CameraPath
 from prodvid_core.errors import InvalidInputError
 from prodvid_core.fingerprints import VERSION, Fingerprints
-from prodvid_core.inpaint import PaintRequest, Prompt, batches, inpaint_batch, step_seed
+from prodvid_core.inpaint import PaintRequest, Prompt, batches, bucket_grid, inpaint_batch, step_seed
 from prodvid_core.manifest import frame_sha256, read_manifest, write_manifest
 from prodvid_core.plan import Plan, plan_calls
 from prodvid_core.render import load_frames, render_frame, store_frame_png
@@ -154,9 +154,10 @@ def generate_batch(
 ) -> list[FrameSet]:
     """Make (or resume) the frames of many SKUs' videos, sharing diffusion calls `batch_size` SKUs at a time.
 
-    SKUs whose calls have the same window sizes (the same camera path on the same canvas size) are put side
-    by side and taken `batch_size` at a time. The SKUs of a batch paint in rounds, each its next call, and
-    the calls of a round that share a window size share one pipeline call. Each SKU stores its world
+    SKUs whose calls fall in the same working sizes (buckets, `resample`: the same camera path on canvases
+    of one aspect, but also other paths and formats whose windows fit one bucket) are put side by side and
+    taken `batch_size` at a time. The SKUs of a batch paint in rounds, each its next call, and the calls of
+    a round that share a bucket share one pipeline call. Each SKU stores its world
     checkpoint and manifest exactly as it does alone, so resuming works the same; the painted pixels may
     differ in their last bits from an unbatched run, and each call's record in the manifest names the SKUs
     it was painted with.
@@ -167,13 +168,14 @@ def generate_batch(
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
         raise ValueError(f"`batch_size` has to be 1 or more but is {batch_size}.")
-    native_side = models.native_size(pipe)
+    native_side, grid = models.native_size(pipe), bucket_grid(pipe)
     videos = [
-        _Video(store, r, on_frame, keep_frames, native=r.settings.model_size or native_side) for r in requests
+        _Video(store, r, on_frame, keep_frames, native=r.settings.model_size or native_side, grid=grid)
+        for r in requests
     ]
 
-    # 2. SKUs with the same window sizes side by side, then a batch of them at a time
-    order = sorted(range(len(videos)), key=lambda i: videos[i].window_sizes)
+    # 2. SKUs whose calls fall in the same buckets side by side, then a batch of them at a time
+    order = sorted(range(len(videos)), key=lambda i: videos[i].buckets)
     pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1), thread_name_prefix="frames")
     with pool:
         for batch in batches(order, batch_size):
@@ -187,7 +189,7 @@ def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
     for video in group:
         video.resume(pool)
 
-    # 4. Paint in rounds: each SKU's next call; calls of one window size in one pipeline call
+    # 4. Paint in rounds: each SKU's next call; calls of one bucket in one pipeline call
     while todo := [video for video in group if not video.finished]:
         rounds: dict[tuple, list[_Video]] = {}
         for video in todo:
@@ -216,6 +218,7 @@ class _Video:
         keep_frames: bool,
         *,
         native: int,
+        grid: int = resample.BUCKET_GRID,
     ):
         size = request.hero.size
         if size[0] % 2 or size[1] % 2:
@@ -230,10 +233,8 @@ class _Video:
             max_window=self.settings.max_window,
         )  # fmt: skip
         self.result: FrameSet | None = None
-
-    @property
-    def window_sizes(self) -> tuple[tuple[int, int], ...]:
-        return tuple((c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls)
+        sizes = [(c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls]
+        self.buckets = tuple(resample.working_size(s, native=native, grid=grid) for s in sizes)
 
     def resume(self, pool: ThreadPoolExecutor) -> None:
         """Load the world after the last call the stored checkpoint shares with the plan (or start from the
@@ -294,9 +295,9 @@ class _Video:
 
     @property
     def call_key(self) -> tuple:
-        """What calls must share to be painted together: window size, steps, guidance, retries."""
+        """What calls must share to be painted together: bucket, steps, guidance, retries."""
         s = self.settings
-        return self.window_sizes[self.last_call + 1], self.native, s.steps, s.guidance, s.max_retries
+        return self.buckets[self.last_call + 1], self.native, s.steps, s.guidance, s.max_retries
 
     def paint_request(self) -> PaintRequest:
         call = self.plan.calls[self.last_call + 1]

@@ -17,8 +17,9 @@ from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
 from prodvid_core.frames import FrameSet, OnFrame
 from prodvid_core.hero import HeroResult
-from prodvid_core.inpaint import batches
+from prodvid_core.inpaint import batches, bucket_of
 from prodvid_core.request import make_canvas
+from prodvid_core.resample import SHAPES
 from prodvid_core.settings import Settings, framing
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
@@ -68,7 +69,7 @@ def make_heroes(
         wanted = {
             "model": model, "prompt": brief.prompt, "negative_prompt": brief.negative_prompt,
             "seed": brief.seed, "steps": settings.steps, "guidance": settings.guidance,
-            "model_size": settings.model_size, "canvas_sha256": canvas_sha[sku],
+            "model_size": settings.model_size, "canvas_sha256": canvas_sha[sku], "shapes": SHAPES,
         }  # fmt: skip
         stored = _stored_hero(store, sku, wanted)
         if stored is not None:
@@ -81,6 +82,7 @@ def make_heroes(
             )
     if requests:
         pipe = settings.load(settings.hero_model)
+        requests.sort(key=lambda r: bucket_of(pipe, r.canvas.size, settings.model_size))  # batch by bucket
         for batch in batches(requests, settings.batch_size):
             results = hero.generate_batch(
                 pipe,
