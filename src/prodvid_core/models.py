@@ -42,6 +42,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prodvid_core import leases
 from prodvid_core.errors import ModelUnavailableError, ProdvidError
 from prodvid_core.presets import PRESETS, TINY_PRESET, TINY_XL_PRESET, preset_dir
 
@@ -198,7 +199,8 @@ def load_inpaint_pipeline(
 
     Args:
         model: a Hub id, a folder with a diffusers checkpoint, or a preset (`"tiny"`, `"tiny-xl"`).
-        device: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:<index>"`.
+        device: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:<index>"`; `cuda` (and `auto` on a CUDA machine)
+            is the GPU this process leases (`leases`: N processes on N GPUs use N different ones).
         dtype: `"float16"`, `"bfloat16"` or `"float32"`; default float16 on CUDA, float32 on the CPU.
         scheduler: one of `SCHEDULERS`; default the checkpoint's own.
         compile: `torch.compile` the denoiser (slow first call, faster after; worth it on CUDA).
@@ -212,7 +214,7 @@ def load_inpaint_pipeline(
     """
     # 1. Validate and resolve every argument before touching the disk or the network.
     _check_scheduler(scheduler)
-    resolved_device = resolve_device(device)
+    resolved_device = leases.device_for(resolve_device(device))  # `cuda`: this process's leased GPU
     torch_dtype = resolve_dtype(dtype, resolved_device)
     resolved = _cache_name(resolve_model(model))
     key = (resolved, resolved_device, str(torch_dtype), scheduler, compile)
