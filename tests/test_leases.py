@@ -1,4 +1,4 @@
-"""Device leases: N processes on a host with N device slots each hold a different one, and lose it on any exit.
+"""Device leases: N processes on a host with N device slots each hold their own, and lose it on any exit.
 
 The slots are simulated with PRODVID_GPU_COUNT on this CPU machine (the lease code's own setting: slot i
 names the CPU here, `cuda:<i>` on a GPU host). Real processes, real `flock`s, a real SIGKILL.
