@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from prodvid_core import leases, request
+from prodvid_core.errors import SettingsError
 from prodvid_core.sample import sample_photo_bytes
+from prodvid_core.settings import Settings
 
 HOLD = """
 import sys, time
@@ -69,14 +72,16 @@ def test_each_process_holds_its_own_slot_and_loses_it_when_killed(tmp_path):
 
 
 def test_no_slots_on_the_cpu_unless_counted(monkeypatch):
-    from prodvid_core import leases
-
     monkeypatch.delenv("PRODVID_GPU_COUNT", raising=False)
     assert leases.slot_count("cpu") == 0
     assert leases.device_for("cuda:3") == "cuda:3"  # an explicit index takes no lease
     monkeypatch.setenv("PRODVID_GPU_COUNT", "two")
-    with pytest.raises(Exception, match="PRODVID_GPU_COUNT has to be a whole number"):
-        leases.slot_count("cpu")
+    with pytest.raises(SettingsError, match="PRODVID_GPU_COUNT has to be a whole number"):
+        request.check_settings(Settings(device="cpu").with_preset("tiny"))  # before anything is made
+    monkeypatch.setenv("PRODVID_GPU_COUNT", "2")
+    monkeypatch.setenv("PRODVID_LEASE_WAIT", "soon")
+    with pytest.raises(SettingsError, match="PRODVID_LEASE_WAIT has to be a number"):
+        leases.check_env()
 
 
 def test_inbox_workers_make_skus_on_different_leases(tmp_path):

@@ -7,6 +7,7 @@ of the output canvas painted at the model's working size, `resample`) and the de
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from prodvid_core import models, resample
+from prodvid_core.background import CallClock
 from prodvid_core.errors import GenerationError
 
 __all__ = [
@@ -77,7 +79,12 @@ class PaintRequest:
 
 
 def inpaint_batch(
-    pipe, requests: Sequence[PaintRequest], *, max_retries: int = 2, native: int | None = None
+    pipe,
+    requests: Sequence[PaintRequest],
+    *,
+    max_retries: int = 2,
+    native: int | None = None,
+    clock: CallClock | None = None,
 ) -> list[tuple[np.ndarray, int]]:
     """Paint `requests` in one pipeline call; return each new image (uint8) and the attempt that made it.
 
@@ -92,7 +99,8 @@ def inpaint_batch(
     depend on its companions. Its painted pixels still may differ in the last bits from a call of its own:
     the kernels sum in another order at another batch size (README, "Many SKUs at once"). Only the painted
     pixels are checked; an unusable request is painted again with the next seed, together with the others
-    that failed, up to `max_retries` times, and then a `GenerationError` names its SKU and `what`.
+    that failed, up to `max_retries` times, and then a `GenerationError` names its SKU and `what`. `clock`
+    adds up the seconds spent inside pipeline calls (`background.CallClock`).
     """
     # 1. Check inputs: one bucket (working size), steps and guidance for the whole call
     if not requests:
@@ -118,8 +126,9 @@ def inpaint_batch(
     results: list[tuple[np.ndarray, int] | None] = [None] * len(requests)
     pending, reasons = list(range(len(requests))), {}
     for attempt in range(max_retries + 1):
-        outs = _call(pipe, [requests[i] for i in pending], [images[i] for i in pending],
-                     [paints[i] for i in pending], attempt)  # fmt: skip
+        with clock.calling() if clock is not None else contextlib.nullcontext():
+            outs = _call(pipe, [requests[i] for i in pending], [images[i] for i in pending],
+                         [paints[i] for i in pending], attempt)  # fmt: skip
         failed = []
         for i, out in zip(pending, outs, strict=True):
             left, top, right, bottom = places[i].box  # the window's own pixels, not the border around

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from prodvid_core.errors import ModelUnavailableError, SettingsError
 
-__all__ = ["Lease", "slot_count", "lease", "device_for", "held", "lease_dir"]
+__all__ = ["Lease", "check_env", "slot_count", "lease", "device_for", "held", "lease_dir"]
 
 WAIT_S = 60.0
 _POLL_S = 0.1
@@ -77,12 +77,22 @@ def slot_count(device: str) -> int:
     return torch.cuda.device_count()
 
 
+def check_env() -> None:
+    """Refuse a PRODVID_GPU_COUNT or PRODVID_LEASE_WAIT that cannot work, before anything is made (cheap: no
+    torch)."""
+    slot_count("cpu")
+    _wait_s()
+
+
 def _wait_s() -> float:
     raw = os.environ.get("PRODVID_LEASE_WAIT", "").strip()
     try:
-        return float(raw) if raw else WAIT_S
+        wait = float(raw) if raw else WAIT_S
     except ValueError:
-        raise SettingsError(f"PRODVID_LEASE_WAIT has to be a number of seconds but is {raw!r}.") from None
+        wait = -1.0
+    if not 0 <= wait < float("inf"):
+        raise SettingsError(f"PRODVID_LEASE_WAIT has to be a number of seconds, 0 or more, but is {raw!r}.")
+    return wait
 
 
 def held() -> Lease | None:

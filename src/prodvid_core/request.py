@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from prodvid_core import camera, canvas, mask, models, plan
+from prodvid_core import camera, canvas, leases, mask, models, plan
 from prodvid_core.brief import Brief, prompt_warnings
 from prodvid_core.canvas import Canvas
 from prodvid_core.errors import StorageError, validate_sku
@@ -77,6 +77,7 @@ def check_settings(settings: Settings) -> None:
     """Check what `Settings` cannot know alone: that each model is there (`models.check_available`: a
     folder with model_index.json, a Hub id in the local cache or known to the Hub), then that the device
     exists. The device check imports torch, so it runs last and only for an explicit CUDA device."""
+    leases.check_env()
     for model in dict.fromkeys((settings.hero_model, settings.frames_model)):
         models.check_available(model)
     if settings.device not in ("auto", "cpu"):

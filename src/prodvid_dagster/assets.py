@@ -366,6 +366,7 @@ def frames(
                 "diffusion calls": frame_set.calls_made,
                 "frames reused": frame_set.frames_reused,
                 "seconds": frame_set.seconds,
+                "gpu idle seconds": frame_set.gpu_idle_seconds,  # caller time outside diffusion calls
                 "model": frame_set.manifest["model"],
                 "seed": frame_set.manifest["seed"],
                 "steps": frame_set.manifest["steps"],
