@@ -159,8 +159,8 @@ def _companions(frame_set: FrameSet) -> list[str]:
 
 def _windows(manifest: dict, native: int) -> str:
     """The calls' windows (output pixels) and the size the model paints each at, so a person sees the
-    model's cost next to the output's size; e.g. at native 512: `1080x1980 at 376x696 (1 call), 1080x1536 at
-    424x608 (2 calls)`."""
+    model's cost next to the output's size; e.g. at native 512: `1080x1980 at 384x640 (1 call), 1080x1536 at
+    448x576 (2 calls)` (the buckets, `resample`)."""
     counts: dict[tuple[int, int], int] = {}
     for call in manifest["calls"]:
         left, top, right, bottom = call["window"]
