@@ -184,6 +184,7 @@ def test_no_call_is_above_the_models_native_area_at_an_odd_size(preset, tmp_path
     assert result.calls_made >= 2 and len(pipe.sizes) == 1 + result.calls_made
     assert pipe.sizes[0] == resample.working_size((1000, 562), native=native)
     assert all(w * h <= native * native and w % 8 == 0 and h % 8 == 0 for w, h in pipe.sizes), pipe.sizes
+    assert all(size in resample.buckets(native) for size in pipe.sizes), pipe.sizes
     rendered = list(frames.load_frames(store, "N-1"))
     for frame, record in zip(rendered, result.manifest["frames"], strict=True):
         diff = verify.product_diff(expanded.image, product, frame, offset=record["offset"])

@@ -113,6 +113,7 @@ def hero_from(meta: dict, png: bytes, *, sku: str) -> HeroResult:
         seconds=meta.get("seconds", 0.0),
         batch=meta.get("batch") or [sku],
         model_size=meta.get("model_size"),
+        shapes=meta.get("shapes", ""),
         **fields,
     )
 

@@ -27,7 +27,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from prodvid_core import __version__, camera, formats, layout, models, request
+from prodvid_core import __version__, camera, formats, layout, leases, models, request
 from prodvid_core.brief import MAX_BRIEF_BYTES, decode_brief, parse_brief
 from prodvid_core.errors import InvalidInputError, ProdvidError, validate_sku
 from prodvid_core.settings import SPEED_PRESETS, Settings, framing
@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     box.add_argument("--sku", action="append", help="only this SKU (repeat for more)")
     box.add_argument(
         "--batch-size", type=int, help="SKUs that share one diffusion call (default $PRODVID_BATCH_SIZE or 1)"
+    )
+    box.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes that make SKUs side by side, each on its own leased GPU (default 1; see "
+        "PRODVID_GPU_COUNT)",
     )
     _add_settings(box)
 
@@ -176,6 +183,13 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(value: str) -> int:
+    """A whole number from 1 to 64 (`--workers`)."""
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"has to be a whole number from 1 to 64 but is {value!r}")
+    return int(value)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         args.preset,
@@ -277,9 +291,11 @@ def _summary(result, reused: int) -> str:
     hero_state = "reused" if result.hero_reused else "made"
     video_state = "reused" if result.video_reused else "encoded"
     reused_note = f"{reused} reused from an earlier run"
+    lease = leases.held()
+    where = f" on {lease.describe()}" if lease is not None else ""
     return (
         f"SKU {fs.sku}: {fs.count} frames ({reused_note}), {calls}, "
-        f"hero image {hero_state}, video {video_state}."
+        f"hero image {hero_state}, video {video_state}{where}."
     )
 
 
@@ -347,7 +363,6 @@ def _inbox(args: argparse.Namespace) -> int:
     request.check_store(args.store)
     _warn(request.check_settings(settings))
     from prodvid_core import inbox
-    from prodvid_core.run import generate_many
     from prodvid_core.storage import open_store
 
     store = open_store(args.store, endpoint_url=args.s3_endpoint_url)
@@ -374,16 +389,29 @@ def _inbox(args: argparse.Namespace) -> int:
             refused += 1
             continue
         entries[sku] = entry
-    _quiet_libraries()
-    hero_bar, on_hero_step = _hero_progress(f"{len(entries)} SKUs, hero")
-    bar, reused, on_frame = _progress(
-        sum(p.num_frames for p in paths.values()), f"{len(entries)} SKUs, frames"
-    )
-    made = 0
+    # 3. Make them: here, or split between `--workers` processes, each on its own leased device
+    workers = min(args.workers or 1, len(entries))
+    if workers > 1:
+        made, failed = _in_workers(args, settings, entries, paths, workers)
+    else:
+        _quiet_libraries()
+        made, failed = _make(store, entries, paths, settings, f"{len(entries)} SKUs")
+    refused += failed
+    print(f"{made} SKUs made." + (f" {refused} refused (see above)." if refused else ""))
+    return 2 if found.rejected or refused else 0
+
+
+def _make(store, entries: dict, paths: dict, settings: Settings, desc: str) -> tuple[int, int]:
+    """Make the `entries` (inbox SKUs whose camera paths passed): SKUs made and SKUs refused."""
+    from prodvid_core.run import generate_many
+
+    hero_bar, on_hero_step = _hero_progress(f"{desc}, hero")
+    bar, reused, on_frame = _progress(sum(paths[sku].num_frames for sku in entries), f"{desc}, frames")
+    made = refused = 0
     try:
         skus = list(entries)
         for start in range(0, len(skus), INBOX_CHUNK):
-            # 3. Each SKU's photo, 64 at a time before any of them is painted; then make the good ones
+            # Each SKU's photo, 64 at a time before any of them is painted; then make the good ones
             inputs, checked = {}, {}
             for sku in skus[start : start + INBOX_CHUNK]:
                 photo, brief = store.read_bytes(entries[sku].photo_key), entries[sku].brief
@@ -410,8 +438,75 @@ def _inbox(args: argparse.Namespace) -> int:
     finally:
         hero_bar.close()
         bar.close()
-    print(f"{made} SKUs made." + (f" {refused} refused (see above)." if refused else ""))
-    return 2 if found.rejected or refused else 0
+    return made, refused
+
+
+def _in_workers(args, settings: Settings, entries: dict, paths: dict, workers: int) -> tuple[int, int]:
+    """`_make` in `workers` processes, SKUs dealt out in turn. Each process leases its own device when it
+    loads its models (`leases`), so N workers on a host with N GPUs paint on N GPUs. A worker that dies
+    counts its SKUs as not made; the next run resumes them."""
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("spawn")  # fresh processes: no CUDA state or locks inherited
+    results = context.Queue()
+    skus = list(entries)
+    shares = [skus[k::workers] for k in range(workers)]
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(
+                k,
+                args.store,
+                args.s3_endpoint_url,
+                settings,
+                {s: entries[s] for s in share},
+                {s: paths[s] for s in share},
+                results,
+            ),
+            name=f"prodvid-worker-{k}",
+        )  # fmt: skip
+        for k, share in enumerate(shares)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    done = {}
+    while len(done) < workers:
+        try:
+            k, made, refused = results.get(timeout=1)
+        except queue.Empty:  # a worker died before it reported
+            break
+        done[k] = made, refused
+    made = refused = 0
+    for k, (process, share) in enumerate(zip(processes, shares, strict=True)):
+        if k in done:
+            made, refused = made + done[k][0], refused + done[k][1]
+        else:
+            names = ", ".join(share[:5]) + (", ..." if len(share) > 5 else "")
+            print(
+                f"prodvid: error: worker {k} (SKUs {names}) ended with exit code {process.exitcode}; "
+                "run the same command again to resume them.",
+                file=sys.stderr,
+            )
+            refused += len(share)
+    return made, refused
+
+
+def _worker(k: int, location, endpoint, settings: Settings, entries: dict, paths: dict, results) -> None:
+    """One `--workers` process: make its share of the SKUs and report (worker, made, refused)."""
+    from prodvid_core.storage import open_store
+
+    _quiet_libraries()
+    try:
+        made, refused = _make(
+            open_store(location, endpoint_url=endpoint), entries, paths, settings, f"worker {k}"
+        )
+    except ProdvidError as e:
+        print(f"prodvid: error: {_one_line(e)}", file=sys.stderr)
+        made, refused = 0, len(entries)
+    results.put((k, made, refused))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Fingerprints", "VERSION"]
 
-VERSION = 2  # 2: frames rendered from the world, sha256 of raw RGB pixels
+VERSION = 3  # 2: frames rendered from the world, sha256 of raw RGB pixels; 3: calls painted in buckets
 NOT_PIXELS = ("max_retries",)  # FrameSettings fields that never change a pixel
 
 

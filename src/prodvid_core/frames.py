@@ -14,9 +14,11 @@ stored. Per-frame PNGs are written only on request (`keep_frames`).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,11 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from prodvid_core import layout, models, seams
+from prodvid_core import layout, models, resample, seams
+from prodvid_core.background import CallClock, Writer
 from prodvid_core.camera import CameraPath
 from prodvid_core.errors import InvalidInputError
 from prodvid_core.fingerprints import VERSION, Fingerprints
-from prodvid_core.inpaint import PaintRequest, Prompt, batches, inpaint_batch, step_seed
+from prodvid_core.inpaint import PaintRequest, Prompt, batches, bucket_grid, inpaint_batch, step_seed
 from prodvid_core.manifest import frame_sha256, read_manifest, write_manifest
 from prodvid_core.plan import Plan, plan_calls
 from prodvid_core.render import load_frames, render_frame, store_frame_png
@@ -74,6 +77,7 @@ class FrameSet:
     calls_made: int
     frames_reused: int
     seconds: float
+    gpu_idle_seconds: float = 0.0  # the caller's time outside diffusion calls, this SKU's share of its batch
 
     @property
     def count(self) -> int:
@@ -109,6 +113,7 @@ class FramesRequest:
 
 
 OnFrame = Callable[[str, dict, bool], None]
+OnDone = Callable[[FrameSet], None]
 
 
 def generate(
@@ -151,15 +156,26 @@ def generate_batch(
     on_frame: OnFrame | None = None,
     workers: int | None = None,
     keep_frames: bool = False,
+    overlap: bool = True,
+    on_done: OnDone | None = None,
 ) -> list[FrameSet]:
     """Make (or resume) the frames of many SKUs' videos, sharing diffusion calls `batch_size` SKUs at a time.
 
-    SKUs whose calls have the same window sizes (the same camera path on the same canvas size) are put side
-    by side and taken `batch_size` at a time. The SKUs of a batch paint in rounds, each its next call, and
-    the calls of a round that share a window size share one pipeline call. Each SKU stores its world
+    SKUs whose calls fall in the same working sizes (buckets, `resample`: the same camera path on canvases
+    of one aspect, but also other paths and formats whose windows fit one bucket) are put side by side and
+    taken `batch_size` at a time. The SKUs of a batch paint in rounds, each its next call, and the calls of
+    a round that share a bucket share one pipeline call. Each SKU stores its world
     checkpoint and manifest exactly as it does alone, so resuming works the same; the painted pixels may
     differ in their last bits from an unbatched run, and each call's record in the manifest names the SKUs
     it was painted with.
+
+    The GPU does not wait for the store (`overlap`, default on): after a call the caller keeps only what the
+    next call needs (the new pixels in the world) and hands a snapshot of the world to the SKU's background
+    writer (`background.Writer`), which encodes and stores the checkpoint, renders, hashes and lists the
+    frames it completes, in the same order as without overlap, while the caller paints on. `on_done` is
+    called on that writer's thread with each SKU's `FrameSet` once everything of it is stored (the run
+    encodes the video there), and `on_frame` on the caller's thread. `FrameSet.gpu_idle_seconds` is the
+    caller's time outside pipeline calls, per SKU; `overlap=False` makes every write on the caller's thread.
 
     The frames a call completes are rendered and hashed (and PNG-encoded and stored with `keep_frames`) by
     `workers` threads (default: the CPU count, at most 8): hashing and encoding release the GIL.
@@ -167,27 +183,46 @@ def generate_batch(
     # 1. Check inputs and plan every SKU's calls (geometry only, cheap) before any diffusion call
     if batch_size < 1:
         raise ValueError(f"`batch_size` has to be 1 or more but is {batch_size}.")
-    native_side = models.native_size(pipe)
+    native_side, grid = models.native_size(pipe), bucket_grid(pipe)
     videos = [
-        _Video(store, r, on_frame, keep_frames, native=r.settings.model_size or native_side) for r in requests
+        _Video(store, r, on_frame, keep_frames, native=r.settings.model_size or native_side, grid=grid)
+        for r in requests
     ]
 
-    # 2. SKUs with the same window sizes side by side, then a batch of them at a time
-    order = sorted(range(len(videos)), key=lambda i: videos[i].window_sizes)
+    # 2. SKUs whose calls fall in the same buckets side by side, then a batch of them at a time
+    order = sorted(range(len(videos)), key=lambda i: videos[i].buckets)
     pool = ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1), thread_name_prefix="frames")
+    clock, in_flight = CallClock(), deque()
     with pool:
-        for batch in batches(order, batch_size):
-            _make_batch(pipe, [videos[i] for i in batch], pool)
+        try:
+            for batch in batches(order, batch_size):
+                group = [videos[i] for i in batch]
+                _make_batch(pipe, group, pool, clock, in_flight, overlap=overlap, on_done=on_done,
+                            limit=batch_size)  # fmt: skip
+        finally:
+            for video in videos:
+                video.close()  # what was handed to the writers is stored, also when a call failed
+        for video in videos:
+            video.drain()  # a write that failed raises here
+            video.notify()
     return [video.result for video in videos]
 
 
-def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
+def _make_batch(
+    pipe, group: list[_Video], pool: ThreadPoolExecutor, clock: CallClock, in_flight: deque, *,
+    overlap: bool, on_done: OnDone | None, limit: int,
+) -> None:  # fmt: skip
     """Steps 3-5 of `generate_batch` for one batch of SKUs."""
-    # 3. Resume each SKU from its stored world checkpoint: the calls it shares with the plan are kept
-    for video in group:
-        video.resume(pool)
+    start, busy = time.perf_counter(), clock.busy
+    # 3. At most `limit` earlier SKUs still being written (video encoding) while this batch paints
+    while in_flight and (len(in_flight) > limit or not in_flight[0].writing):
+        in_flight.popleft().drain()
 
-    # 4. Paint in rounds: each SKU's next call; calls of one window size in one pipeline call
+    # 4. Resume each SKU from its stored world checkpoint: the calls it shares with the plan are kept
+    for video in group:
+        video.resume(pool, Writer(f"frames-{video.sku}", overlap=overlap))
+
+    # 5. Paint in rounds: each SKU's next call; calls of one bucket in one pipeline call
     while todo := [video for video in group if not video.finished]:
         rounds: dict[tuple, list[_Video]] = {}
         for video in todo:
@@ -195,14 +230,20 @@ def _make_batch(pipe, group: list[_Video], pool: ThreadPoolExecutor) -> None:
         for same in rounds.values():
             outs = inpaint_batch(
                 pipe, [v.paint_request() for v in same], max_retries=same[0].settings.max_retries,
-                native=same[0].native,
+                native=same[0].native, clock=clock,
             )  # fmt: skip
             for video, (out, attempt) in zip(same, outs, strict=True):
                 video.apply(out, attempt, batch=[v.sku for v in same])
+        for video in group:
+            video.notify()
 
-    # 5. The results; let the worlds go
+    # 6. The results, made by each SKU's writer once its writes are done; the caller lets the worlds go
     for video in group:
-        video.finish()
+        video.finish(on_done)
+        in_flight.append(video)
+    idle = time.perf_counter() - start - (clock.busy - busy)
+    for video in group:
+        video.gpu_idle = idle / len(group)
 
 
 class _Video:
@@ -216,6 +257,7 @@ class _Video:
         keep_frames: bool,
         *,
         native: int,
+        grid: int = resample.BUCKET_GRID,
     ):
         size = request.hero.size
         if size[0] % 2 or size[1] % 2:
@@ -230,15 +272,16 @@ class _Video:
             max_window=self.settings.max_window,
         )  # fmt: skip
         self.result: FrameSet | None = None
+        self.writer: Writer | None = None
+        self.notices: deque[tuple[dict, bool]] = deque()  # frames listed by the writer, for `on_frame`
+        self.gpu_idle = 0.0
+        sizes = [(c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls]
+        self.buckets = tuple(resample.working_size(s, native=native, grid=grid) for s in sizes)
 
-    @property
-    def window_sizes(self) -> tuple[tuple[int, int], ...]:
-        return tuple((c.window[2] - c.window[0], c.window[3] - c.window[1]) for c in self.plan.calls)
-
-    def resume(self, pool: ThreadPoolExecutor) -> None:
+    def resume(self, pool: ThreadPoolExecutor, writer: Writer) -> None:
         """Load the world after the last call the stored checkpoint shares with the plan (or start from the
         hero image), list the frames it completes, and store what this run keeps before painting on."""
-        self.start, self.pool, self.calls_made = time.perf_counter(), pool, 0
+        self.start, self.pool, self.writer, self.calls_made = time.perf_counter(), pool, writer, 0
         hero_rgb = np.asarray(self.request.hero.convert("RGB"))
         self.fingerprints = Fingerprints(self.settings, self.plan, frame_sha256(hero_rgb))
         self.manifest = _new_manifest(
@@ -252,7 +295,7 @@ class _Video:
         reused: list[dict] = []
         if resumed is not None:
             self.world, self.last_call, calls = resumed
-            reused = self._records(self._complete_after(0))
+            reused = self._records(self.world, self._complete_after(0, self.last_call))
             listed = {r.get("index"): r for r in stored.get("frames", []) if isinstance(r, dict)}
             if any(_same_frame(listed.get(r["index"]), r) is False for r in reused):
                 resumed, reused = None, []  # the checkpoint does not render what it rendered before
@@ -276,7 +319,7 @@ class _Video:
             write_manifest(self.store, self.sku, {**self.manifest, "keep_frames": False})
         for key in stale:
             self.store.delete(key)
-        list(pool.map(self._store_png, missing))
+        list(pool.map(functools.partial(self._store_png, self.world), missing))
 
         # 3. The manifest before the world: the frames listed are the ones both worlds render
         if stored or reused:
@@ -285,8 +328,7 @@ class _Video:
             if self.on_frame:
                 self.on_frame(self.sku, record, True)
         if resumed is None:
-            self._checkpoint()
-            self._add_complete_frames()
+            self._submit()
 
     @property
     def finished(self) -> bool:
@@ -294,9 +336,9 @@ class _Video:
 
     @property
     def call_key(self) -> tuple:
-        """What calls must share to be painted together: window size, steps, guidance, retries."""
+        """What calls must share to be painted together: bucket, steps, guidance, retries."""
         s = self.settings
-        return self.window_sizes[self.last_call + 1], self.native, s.steps, s.guidance, s.max_retries
+        return self.buckets[self.last_call + 1], self.native, s.steps, s.guidance, s.max_retries
 
     def paint_request(self) -> PaintRequest:
         call = self.plan.calls[self.last_call + 1]
@@ -314,12 +356,51 @@ class _Video:
         out = seams.correct(out, old, painted) if self.settings.seams else out
         self.world.paint(call.window, out, ~painted, owner=call.index + 1)
         self.last_call, self.calls_made = call.index, self.calls_made + 1
-        record = self.manifest["calls"][call.index]
-        record.update(seed=step_seed(self.settings.seed, call.first_frame, attempt), batch=batch)
-        self._checkpoint()
-        self._add_complete_frames()
+        self._submit({"seed": step_seed(self.settings.seed, call.first_frame, attempt), "batch": batch})
 
-    def finish(self) -> None:
+    def finish(self, on_done: OnDone | None) -> None:
+        """Hand the result to the writer, after the writes; the caller lets the world go (the writer's jobs
+        hold the snapshots they still store)."""
+        self.writer.submit(self._done, on_done)
+        self.world = None  # a backfill of many SKUs holds one batch of worlds at a time
+
+    @property
+    def writing(self) -> bool:
+        return self.writer is not None and self.writer.busy
+
+    def drain(self) -> None:
+        if self.writer is not None:
+            self.writer.drain()
+            self.writer.close()
+            self.writer = None
+        if self.result is not None:
+            self.result.gpu_idle_seconds = round(self.gpu_idle, 4)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def notify(self) -> None:
+        """`on_frame` for the frames the writer has listed since, on the caller's thread."""
+        while self.notices:
+            record, reused = self.notices.popleft()
+            if self.on_frame:
+                self.on_frame(self.sku, record, reused)
+
+    def _submit(self, update: dict | None = None) -> None:
+        """Store the world after `last_call` and list the frames it completes: on the writer's thread, from
+        a snapshot when it overlaps the next calls. `update` goes into the call's manifest record."""
+        world = self.world.copy() if self.writer.overlaps else self.world
+        self.writer.submit(self._store, world, self.last_call, update)
+
+    def _store(self, world: World, last_call: int, update: dict | None) -> None:
+        """The writer's job after a call: the checkpoint first, then the manifest listing its frames."""
+        if update is not None:
+            self.manifest["calls"][last_call].update(update)
+        self._checkpoint(world, last_call)
+        self._add_complete_frames(world, last_call)
+
+    def _done(self, on_done: OnDone | None) -> None:
         self.result = FrameSet(
             sku=self.sku,
             manifest=self.manifest,
@@ -327,41 +408,39 @@ class _Video:
             frames_reused=self.reused,
             seconds=round(time.perf_counter() - self.start, 3),
         )
-        self.world = self.pool = None  # a backfill of many SKUs holds one batch of worlds at a time
+        self.pool = None
+        if on_done is not None:
+            on_done(self.result)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, world: World, last_call: int) -> None:
         """Store the world after `last_call` (after the hero image alone, for -1) as one atomic object."""
-        worlds = self.fingerprints.worlds_through(self.last_call)
-        calls = self.manifest["calls"][: self.last_call + 1]
-        self.store.write_bytes(
-            layout.world_checkpoint(self.sku), Checkpoint(self.world, worlds, calls).to_png()
-        )
+        worlds = self.fingerprints.worlds_through(last_call)
+        calls = self.manifest["calls"][: last_call + 1]
+        self.store.write_bytes(layout.world_checkpoint(self.sku), Checkpoint(world, worlds, calls).to_png())
 
-    def _complete_after(self, listed: int) -> list[int]:
+    def _complete_after(self, listed: int, last_call: int) -> list[int]:
         """The frames from `listed` on that the world holds whole (a prefix: calls come in frame order)."""
         ready = range(listed, len(self.plan.offsets))
-        return [k for k in ready if self.plan.call_of_frame[k] <= self.last_call]
+        return [k for k in ready if self.plan.call_of_frame[k] <= last_call]
 
-    def _add_complete_frames(self) -> None:
+    def _add_complete_frames(self, world: World, last_call: int) -> None:
         """List the frames the checkpointed world now completes (their PNGs first, when kept)."""
         frames = self.manifest["frames"]
-        ready = self._complete_after(len(frames))
+        ready = self._complete_after(len(frames), last_call)
         if not ready:
             return
-        records = self._records(ready)
+        records = self._records(world, ready)
         if self.keep_frames:
-            list(self.pool.map(self._store_png, ready))
+            list(self.pool.map(functools.partial(self._store_png, world), ready))
         frames.extend(records)
         write_manifest(self.store, self.sku, self.manifest)
-        for record in records:
-            if self.on_frame:
-                self.on_frame(self.sku, record, False)
+        self.notices.extend((record, False) for record in records)
 
-    def _records(self, indices: list[int]) -> list[dict]:
+    def _records(self, world: World, indices: list[int]) -> list[dict]:
         """The manifest records of frames the world holds, rendered and hashed by the pool's threads."""
-        return list(self.pool.map(self._record, indices))
+        return list(self.pool.map(functools.partial(self._record, world), indices))
 
-    def _record(self, k: int) -> dict:
+    def _record(self, world: World, k: int) -> dict:
         offsets = self.plan.offsets
         shift = (
             offsets[0] if k == 0 else (offsets[k][0] - offsets[k - 1][0], offsets[k][1] - offsets[k - 1][1])
@@ -371,13 +450,13 @@ class _Video:
             "shift": list(shift),
             "offset": list(offsets[k]),
             "call": self.plan.call_of_frame[k],
-            "sha256": frame_sha256(self.world.window(self.plan.frame_box(k))[0]),
+            "sha256": frame_sha256(world.window(self.plan.frame_box(k))[0]),
             "fingerprint": self.fingerprints.frames[k],
         }
 
-    def _store_png(self, k: int) -> str:
+    def _store_png(self, world: World, k: int) -> str:
         return store_frame_png(
-            self.store, self.sku, k, render_frame(self.world, self.plan.offsets[k], self.plan.frame_size)
+            self.store, self.sku, k, render_frame(world, self.plan.offsets[k], self.plan.frame_size)
         )
 
     def _trusted_pngs(self, stored: dict, reused: list[dict]) -> set[str]:

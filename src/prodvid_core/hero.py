@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from prodvid_core.inpaint import OnStep, PaintRequest, Prompt, batches, inpaint_batch
+from prodvid_core.inpaint import OnStep, PaintRequest, Prompt, batches, bucket_of, inpaint_batch
+from prodvid_core.resample import SHAPES
 
 __all__ = ["HeroRequest", "HeroResult", "generate", "generate_batch", "paint_mask", "paste_product"]
 
@@ -33,6 +34,7 @@ class HeroResult:
     seconds: float
     batch: list[str] = field(default_factory=list)  # the SKUs painted in the same call, this one included
     model_size: int | None = None  # the side the model painted at when overridden; None: its native one
+    shapes: str = SHAPES  # how the call's working size was chosen (resample.SHAPES): it decides pixels
 
     def metadata(self) -> dict:
         """The sidecar's fields: how the image was made, not how long it took. The wall-clock `seconds`
@@ -131,10 +133,13 @@ def generate_batch(
         products.append(np.asarray(r.mask.convert("L")) >= 128)
         paints.append(paint_mask(products[-1], blend_px))
 
-    # 2. Paint the backgrounds and a thin rim of each product's edge, a batch of one canvas size at a time
+    # 2. Paint the backgrounds and a thin rim of each product's edge, a batch of one working size (bucket)
+    #    at a time: canvases of different formats that fall in one bucket share a call
     results: list[HeroResult | None] = [None] * len(requests)
-    by_size = sorted(range(len(requests)), key=lambda i: requests[i].canvas.size)
-    for batch in batches(by_size, batch_size):
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(bucket_of(pipe, r.canvas.size, native), []).append(i)
+    for batch in (b for group in groups.values() for b in batches(group, batch_size)):
         start = time.perf_counter()
         painted = inpaint_batch(
             pipe,

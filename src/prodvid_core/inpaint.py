@@ -7,6 +7,7 @@ of the output canvas painted at the model's working size, `resample`) and the de
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,10 +16,12 @@ import torch
 from PIL import Image
 
 from prodvid_core import models, resample
+from prodvid_core.background import CallClock
 from prodvid_core.errors import GenerationError
 
 __all__ = [
     "Prompt", "PaintRequest", "OnStep", "step_seed", "inpaint", "inpaint_batch", "batches", "is_unusable",
+    "bucket_of", "bucket_grid",
 ]  # fmt: skip
 
 # Called after each denoising step of a call: the SKUs the call paints, the steps done, the call's steps.
@@ -78,54 +81,59 @@ def inpaint_batch(
     max_retries: int = 2,
     native: int | None = None,
     on_step: OnStep | None = None,
+    clock: CallClock | None = None,
 ) -> list[tuple[np.ndarray, int]]:
     """Paint `requests` in one pipeline call; return each new image (uint8) and the attempt that made it.
 
-    The requests' images are windows of the output canvas; the model paints them at its working size (their
-    aspect at about `native`², default the checkpoint's own, `models.native_size`) and the result comes
-    back at the window's size. Only the pixels a request asked for are worth keeping: the others went
-    through the resampling and the VAE.
+    The requests' images are windows of the output canvas; the model paints them in their bucket (one of a
+    few fixed working sizes at about `native`², default the checkpoint's own, `models.native_size`: see
+    `resample`) and the result comes back at the window's size. Only the pixels a request asked for are
+    worth keeping: the others went through the resampling and the VAE.
 
-    Requests may come from different SKUs with different prompts; they must share the image size, the steps
-    and the guidance, which are arguments of the whole call. Each request gets its own generator, seeded
-    from its own `(seed, step, attempt)`, so its starting noise does not depend on its companions. Its
-    painted pixels still may differ in the last bits from a call of its own: the kernels sum in another
-    order at another batch size (README, "Many SKUs at once"). Only the painted pixels are checked;
-    an unusable request is painted again with the next seed, together with the others that failed, up to
-    `max_retries` times, and then a `GenerationError` names its SKU and `what`. `on_step` hears of every
-    denoising step (a progress bar), retries included.
+    Requests may come from different SKUs with different prompts and window sizes; they must share the
+    bucket (`bucket_of`), the steps and the guidance, which are arguments of the whole call. Each request
+    gets its own generator, seeded from its own `(seed, step, attempt)`, so its starting noise does not
+    depend on its companions. Its painted pixels still may differ in the last bits from a call of its own:
+    the kernels sum in another order at another batch size (README, "Many SKUs at once"). Only the painted
+    pixels are checked; an unusable request is painted again with the next seed, together with the others
+    that failed, up to `max_retries` times, and then a `GenerationError` names its SKU and `what`. `on_step`
+    hears of every denoising step (a progress bar), retries included. `clock` adds up the seconds spent inside
+    pipeline calls (`background.CallClock`).
     """
-    # 1. Check inputs
+    # 1. Check inputs: one bucket (working size), steps and guidance for the whole call
     if not requests:
         return []
-    first = requests[0]
-    for request in requests:
-        if request.paint.shape != first.paint.shape or request.image.shape[:2] != first.paint.shape:
+    first, native = requests[0], native or models.native_size(pipe)
+    grid = bucket_grid(pipe)
+    places = [resample.working(window_of(r), native=native, grid=grid) for r in requests]
+    for request, place in zip(requests, places, strict=True):
+        if request.image.shape[:2] != request.paint.shape or place.size != places[0].size:
             raise ValueError(
-                f"requests of one call have to share one size but are {first.paint.shape} and "
-                f"{request.image.shape[:2]} / {request.paint.shape} (SKU {request.sku}, {request.what})."
+                f"requests of one call have to share one working size but {first.sku} ({first.what}) is "
+                f"painted at {places[0].size} and {request.sku} ({request.what}) at {place.size} "
+                f"(image {request.image.shape[:2]}, mask {request.paint.shape})."
             )
         if (request.prompt.steps, request.prompt.guidance) != (first.prompt.steps, first.prompt.guidance):
             raise ValueError(f"requests of one call have to share steps and guidance (SKU {request.sku}).")
 
-    # 2. Resample every window to the model's working size
-    window = (first.paint.shape[1], first.paint.shape[0])
-    size = resample.working_size(window, native=native or models.native_size(pipe))
-    images = [resample.to_model(r.image, size) for r in requests]
-    paints = [resample.paint_to_model(r.paint, size) for r in requests]
+    # 2. Resample every window into the bucket, its aspect kept (resample.working)
+    images = [resample.to_model(r.image, at) for r, at in zip(requests, places, strict=True)]
+    paints = [resample.paint_to_model(r.paint, at) for r, at in zip(requests, places, strict=True)]
 
     # 3. Paint; paint the unusable ones again with their next seeds; resample the usable ones back
     results: list[tuple[np.ndarray, int] | None] = [None] * len(requests)
     pending, reasons = list(range(len(requests))), {}
     for attempt in range(max_retries + 1):
-        outs = _call(pipe, [requests[i] for i in pending], [images[i] for i in pending],
-                     [paints[i] for i in pending], attempt, on_step)  # fmt: skip
+        with clock.calling() if clock is not None else contextlib.nullcontext():
+            outs = _call(pipe, [requests[i] for i in pending], [images[i] for i in pending],
+                         [paints[i] for i in pending], attempt, on_step)  # fmt: skip
         failed = []
         for i, out in zip(pending, outs, strict=True):
-            reasons[i] = is_unusable(out[paints[i]])
+            left, top, right, bottom = places[i].box  # the window's own pixels, not the border around
+            reasons[i] = is_unusable(out[top:bottom, left:right][paints[i][top:bottom, left:right]])
             if reasons[i] is None:
                 painted = (out * 255).round().clip(0, 255).astype(np.uint8)
-                results[i] = resample.to_output(painted, window), attempt
+                results[i] = resample.to_output(painted, places[i], window_of(requests[i])), attempt
             else:
                 failed.append(i)
         pending = failed
@@ -137,6 +145,21 @@ def inpaint_batch(
         f"{max_retries + 1} times (seeds of step {request.step}). "
         "Try another seed in the brief, more steps, or float32 (`--dtype float32`)."
     )
+
+
+def window_of(request: PaintRequest) -> tuple[int, int]:
+    """The (width, height) of a request's window, output pixels."""
+    return request.paint.shape[1], request.paint.shape[0]
+
+
+def bucket_grid(pipe) -> int:
+    """The multiple a working side of `pipe` is: its VAE's scale factor × 8 (64 for SD-class models)."""
+    return int(getattr(pipe, "vae_scale_factor", 8)) * resample.LATENT_GRID
+
+
+def bucket_of(pipe, window: tuple[int, int], native: int | None = None) -> tuple[int, int]:
+    """The working size `pipe` paints a `window` (width, height) at: what calls must share to be batched."""
+    return resample.working_size(window, native=native or models.native_size(pipe), grid=bucket_grid(pipe))
 
 
 def _call(

@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from prodvid_core import leases
 from prodvid_core.errors import ModelUnavailableError, ProdvidError
 from prodvid_core.presets import PRESETS, TINY_PRESET, TINY_XL_PRESET, cache_root, preset_dir
 
@@ -287,7 +288,8 @@ def load_inpaint_pipeline(
 
     Args:
         model: a Hub id, a folder with a diffusers checkpoint, or a preset (`"tiny"`, `"tiny-xl"`).
-        device: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:<index>"`.
+        device: `"auto"`, `"cpu"`, `"cuda"` or `"cuda:<index>"`; `cuda` (and `auto` on a CUDA machine)
+            is the GPU this process leases (`leases`: N processes on N GPUs use N different ones).
         dtype: `"float16"`, `"bfloat16"` or `"float32"`; default float16 on CUDA, float32 on the CPU.
         scheduler: one of `SCHEDULERS`; default the checkpoint's own.
         lora: `ID_OR_DIR[:SCALE]` entries (a Hub id, a folder or a `.safetensors` file; scale 1 when left
@@ -311,7 +313,7 @@ def load_inpaint_pipeline(
     _check_scheduler(scheduler)
     if variant not in (None, "fp16", "none"):
         raise ProdvidError(f"variant {variant!r} is not supported: use None (automatic), 'fp16' or 'none'.")
-    resolved_device = resolve_device(device)
+    resolved_device = leases.device_for(resolve_device(device))  # `cuda`: this process's leased GPU
     torch_dtype = resolve_dtype(dtype, resolved_device)
     resolved = _cache_name(resolve_model(model))
     options = _Options(tuple(lora), compile, offload and resolved_device.startswith("cuda"), variant)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from prodvid_core import camera, canvas, mask, models, plan
+from prodvid_core import camera, canvas, leases, mask, models, plan
 from prodvid_core.brief import Brief, prompt_warnings
 from prodvid_core.canvas import Canvas
 from prodvid_core.errors import StorageError, validate_sku
@@ -82,6 +82,7 @@ def check_settings(settings: Settings) -> list[str]:
     runs last and only for an explicit CUDA device (or `offload`, to tell whether there is one).
 
     Returns warnings: `offload` on the CPU does nothing (the weights are in CPU memory already)."""
+    leases.check_env()
     for model in dict.fromkeys((settings.hero_model, settings.frames_model)):
         models.check_available(model)
     for lora in settings.lora:

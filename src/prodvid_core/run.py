@@ -6,19 +6,22 @@ reuses a hero image made with the same settings and every diffusion call its sto
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
 from PIL import Image
 
 from prodvid_core import artifacts, frames, hero, layout, request, video
+from prodvid_core.background import Writer
 from prodvid_core.brief import Brief
 from prodvid_core.canvas import Canvas
 from prodvid_core.encoding import png_bytes, sha256
-from prodvid_core.frames import FrameSet, OnFrame
+from prodvid_core.frames import FrameSet, OnDone, OnFrame
 from prodvid_core.hero import HeroResult
-from prodvid_core.inpaint import OnStep, batches
+from prodvid_core.inpaint import OnStep, batches, bucket_of
 from prodvid_core.request import make_canvas
+from prodvid_core.resample import SHAPES
 from prodvid_core.settings import Settings, framing
 from prodvid_core.storage import ObjectStore
 from prodvid_core.video import VideoResult
@@ -57,12 +60,14 @@ def make_heroes(
     settings: Settings,
     *,
     on_step: OnStep | None = None,
+    overlap: bool = True,
 ) -> dict[str, tuple[HeroResult, bool]]:
     """The hero images of many SKUs (canvas, product mask and brief each), with whether each was reused.
 
     A stored hero image is reused when it was made from the same canvas with the same model, scene and
     settings and its PNG is intact; the others are painted `settings.batch_size` to a pipeline call and
-    stored one by one as they are made. `on_step` hears of each denoising step of the hero calls.
+    stored one by one as they are made, by a background writer while the next batch paints (`overlap`).
+    `on_step` hears of each denoising step of the hero calls.
     """
     model = settings.model_key(settings.hero_model)
     out: dict[str, tuple[HeroResult, bool]] = {}
@@ -72,7 +77,7 @@ def make_heroes(
         wanted = {
             "model": model, "prompt": brief.prompt, "negative_prompt": brief.negative_prompt,
             "seed": brief.seed, "steps": settings.steps, "guidance": settings.guidance,
-            "model_size": settings.model_size, "canvas_sha256": canvas_sha[sku],
+            "model_size": settings.model_size, "canvas_sha256": canvas_sha[sku], "shapes": SHAPES,
         }  # fmt: skip
         stored = _stored_hero(store, sku, wanted)
         if stored is not None:
@@ -85,20 +90,27 @@ def make_heroes(
             )
     if requests:
         pipe = settings.load(settings.hero_model)
-        for batch in batches(requests, settings.batch_size):
-            results = hero.generate_batch(
-                pipe,
-                batch,
-                steps=settings.steps,
-                guidance=settings.guidance,
-                model=model,
-                batch_size=len(batch),
-                native=settings.model_size,
-                on_step=on_step,
-            )
-            for request, result in zip(batch, results, strict=True):
-                artifacts.save_hero(store, request.sku, result, canvas_sha256=canvas_sha[request.sku])
-                out[request.sku] = result, False
+        requests.sort(key=lambda r: bucket_of(pipe, r.canvas.size, settings.model_size))  # batch by bucket
+        writer = Writer("heroes", overlap=overlap, backlog=2 * settings.batch_size)
+        try:
+            for batch in batches(requests, settings.batch_size):
+                results = hero.generate_batch(
+                    pipe,
+                    batch,
+                    steps=settings.steps,
+                    guidance=settings.guidance,
+                    model=model,
+                    batch_size=len(batch),
+                    native=settings.model_size,
+                    on_step=on_step,
+                )
+                for request, result in zip(batch, results, strict=True):
+                    save = functools.partial(artifacts.save_hero, canvas_sha256=canvas_sha[request.sku])
+                    writer.submit(save, store, request.sku, result)  # stored while the next batch paints
+                    out[request.sku] = result, False
+            writer.drain()
+        finally:
+            writer.close()
     return {sku: out[sku] for sku in inputs}
 
 
@@ -130,9 +142,11 @@ def make_frames_batch(
     *,
     pipe=None,
     on_frame: OnFrame | None = None,
+    on_done: OnDone | None = None,
+    overlap: bool = True,
 ) -> dict[str, FrameSet]:
     """The frames of many SKUs (hero image and brief each), diffusion calls shared `settings.batch_size`
-    SKUs at a time (`frames.generate_batch`)."""
+    SKUs at a time (`frames.generate_batch`; `on_done` and `overlap` as there)."""
     requests = [
         frames.FramesRequest(
             sku, hero_image, brief.camera_path(sku, hero_image.size), frame_settings(brief, settings)
@@ -147,6 +161,8 @@ def make_frames_batch(
         batch_size=settings.batch_size,
         on_frame=on_frame,
         keep_frames=settings.keep_frames,
+        overlap=overlap,
+        on_done=on_done,
     )
     return {result.sku: result for result in results}
 
@@ -212,6 +228,7 @@ def generate_many(
     on_frame: OnFrame | None = None,
     on_hero_step: OnStep | None = None,
     checked: dict[str, request.Checked] | None = None,
+    overlap: bool = True,
 ) -> dict[str, SkuResult]:
     """Make and store everything for many SKUs (photo bytes and brief each), each model loaded once.
 
@@ -223,6 +240,11 @@ def generate_many(
     `request.check_sku` result with `request.check_settings` passed, and the check is not done again: it
     costs a canvas and a product mask per SKU. Each step stores its results before the next starts.
     `on_hero_step` and `on_frame` follow the hero calls' denoising steps and the frames (progress bars).
+
+    The GPU does not wait for the store: hero images are written, world checkpoints and manifests are
+    written and each SKU's video is encoded on background threads while the next diffusion calls run, in
+    the order a single thread would write them (`background.Writer`; `overlap=False` writes everything on
+    the caller's thread). `SkuResult.frames.gpu_idle_seconds` says how long the GPU still waited.
 
     Example:
         >>> briefs = {sku: parse_brief(data, sku=sku) for sku, data in briefs_json.items()}
@@ -250,16 +272,23 @@ def generate_many(
         {sku: (*canvases[sku], brief) for sku, (_, brief) in inputs.items()},
         settings,
         on_step=on_hero_step,
+        overlap=overlap,
     )
 
-    # 4. Frames (resume from what is stored)
-    frame_inputs = {sku: (heroes[sku][0].image, brief) for sku, (_, brief) in inputs.items()}
-    frame_sets = make_frames_batch(store, frame_inputs, settings, on_frame=on_frame)
+    # 4. Frames (resume from what is stored); 5. each SKU's video, encoded by its frames writer as soon as its
+    #    frames are stored, while the next SKUs paint
+    videos: dict[str, tuple[VideoResult, bool]] = {}
 
-    # 5. Videos
+    def encode(frame_set: FrameSet) -> None:
+        videos[frame_set.sku] = make_video(store, frame_set.sku, frame_set)
+
+    frame_inputs = {sku: (heroes[sku][0].image, brief) for sku, (_, brief) in inputs.items()}
+    frame_sets = make_frames_batch(
+        store, frame_inputs, settings, on_frame=on_frame, on_done=encode, overlap=overlap
+    )
     results = {}
     for sku in inputs:
-        video_result, video_reused = make_video(store, sku, frame_sets[sku])
+        video_result, video_reused = videos[sku]
         keys[sku] += [layout.hero_png(sku), layout.hero_json(sku), *frame_sets[sku].keys]
         keys[sku] += [layout.video_mp4(sku), layout.video_json(sku)]
         expanded, product = canvases[sku]

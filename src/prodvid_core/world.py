@@ -37,6 +37,12 @@ class World:
         x0, y0 = self.bounds[0], self.bounds[1]
         return slice(box[1] - y0, box[3] - y0), slice(box[0] - x0, box[2] - x0)
 
+    def copy(self) -> World:
+        """A snapshot: what a background writer encodes while the caller paints on (`background.Writer`)."""
+        world = World.__new__(World)
+        world.bounds, world.pixels, world.owner = self.bounds, self.pixels.copy(), self.owner.copy()
+        return world
+
     def contains(self, box: Box) -> bool:
         x0, y0, x1, y1 = self.bounds
         return x0 <= box[0] and y0 <= box[1] and box[2] <= x1 and box[3] <= y1

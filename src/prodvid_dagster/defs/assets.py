@@ -178,8 +178,8 @@ def _companions(frame_set: FrameSet) -> list[str]:
 
 def _windows(manifest: dict, native: int) -> str:
     """The calls' windows (output pixels) and the size the model paints each at, so a person sees the
-    model's cost next to the output's size; e.g. at native 512: `1080x1980 at 376x696 (1 call), 1080x1536 at
-    424x608 (2 calls)`."""
+    model's cost next to the output's size; e.g. at native 512: `1080x1980 at 384x640 (1 call), 1080x1536 at
+    448x576 (2 calls)` (the buckets, `resample`)."""
     counts: dict[tuple[int, int], int] = {}
     for call in manifest["calls"]:
         left, top, right, bottom = call["window"]
@@ -412,6 +412,7 @@ def frames(
                 "diffusion calls": frame_set.calls_made,
                 "frames reused": frame_set.frames_reused,
                 "seconds": frame_set.seconds,
+                "gpu idle seconds": frame_set.gpu_idle_seconds,  # caller time outside diffusion calls
                 "model": frame_set.manifest["model"],
                 "seed": frame_set.manifest["seed"],
                 "steps": frame_set.manifest["steps"],
