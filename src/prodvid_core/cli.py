@@ -29,12 +29,10 @@ from pathlib import Path
 
 from prodvid_core import __version__, camera, formats, layout, leases, models, request
 from prodvid_core.brief import MAX_BRIEF_BYTES, decode_brief, parse_brief
-from prodvid_core.errors import InvalidInputError, ProdvidError, validate_sku
+from prodvid_core.errors import ProdvidError, validate_sku
 from prodvid_core.settings import SPEED_PRESETS, Settings, framing
 
 __all__ = ["main"]
-
-MAX_PHOTO_BYTES = 256 * 1024 * 1024  # read no further: a photo within canvas.MAX_PIXELS is far smaller
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,7 +204,7 @@ def _brief(args: argparse.Namespace):
     data: dict = {}
     if args.brief:
         data = decode_brief(
-            _read(args.brief, "--brief", args.sku, MAX_BRIEF_BYTES),
+            request.read_file(args.brief, "--brief", args.sku, MAX_BRIEF_BYTES),
             sku=args.sku,
             what=f"--brief {args.brief}",
         )
@@ -228,18 +226,6 @@ def _brief(args: argparse.Namespace):
     return parse_brief(data, sku=args.sku)
 
 
-def _read(path: Path, flag: str, sku: str, limit: int) -> bytes:
-    """A file named by a flag, read no further than `limit` bytes (a device or a huge file is refused)."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise InvalidInputError(f"SKU {sku}: cannot read {flag} {path}: {e.strerror or e}.") from None
-    if len(data) > limit:
-        raise InvalidInputError(f"SKU {sku}: {flag} {path} is over {limit} bytes; at most {limit} are read.")
-    return data
-
-
 def _warn(lines: list[str]) -> None:
     for line in lines:
         print(f"prodvid: warning: {line}", file=sys.stderr)
@@ -249,7 +235,7 @@ def _generate(args: argparse.Namespace) -> int:
     # 1. Check the whole request: nothing is written and no heavy library imported before it passes
     validate_sku(args.sku)
     brief = _brief(args)
-    photo = _read(args.image, "--image", args.sku, MAX_PHOTO_BYTES)
+    photo = request.read_file(args.image, "--image", args.sku, request.MAX_PHOTO_BYTES)
     settings = _settings(args)
     request.check_store(args.store)
     checked = request.check_sku(args.sku, photo, brief, settings)

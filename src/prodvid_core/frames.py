@@ -202,6 +202,7 @@ def generate_batch(
         finally:
             for video in videos:
                 video.close()  # what was handed to the writers is stored, also when a call failed
+                video.notify()  # and reported: the frames stored before a failed call were made
         for video in videos:
             video.drain()  # a write that failed raises here
             video.notify()

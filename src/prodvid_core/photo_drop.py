@@ -13,11 +13,10 @@ from pathlib import Path
 
 from prodvid_core import layout
 from prodvid_core.errors import InvalidInputError, StorageError
+from prodvid_core.request import MAX_PHOTO_BYTES, read_file
 from prodvid_core.storage import ObjectStore, open_store
 
-__all__ = ["MAX_PHOTO_BYTES", "read_photo", "drop_photo"]
-
-MAX_PHOTO_BYTES = 256 * 1024 * 1024  # read no further: a photo within canvas.MAX_PIXELS is far smaller
+__all__ = ["read_photo", "drop_photo"]
 
 
 def _suffix(source: str, sku: str, what: str) -> str:
@@ -44,12 +43,7 @@ def read_photo(source: str, *, sku: str, what: str, endpoint_url: str | None = N
         except StorageError as e:
             raise InvalidInputError(f"SKU {sku}: {what}: {e}") from None
     else:
-        path = Path(source).expanduser()
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_PHOTO_BYTES + 1)
-        except OSError as e:
-            raise InvalidInputError(f"SKU {sku}: cannot read {what} {path}: {e.strerror or e}.") from None
+        data = read_file(Path(source).expanduser(), what, sku, MAX_PHOTO_BYTES)
     if len(data) > MAX_PHOTO_BYTES:
         raise InvalidInputError(f"SKU {sku}: {what} {source} is over {MAX_PHOTO_BYTES} bytes.")
     return data, suffix

@@ -21,11 +21,19 @@ from PIL import Image
 from prodvid_core import camera, canvas, leases, mask, models, plan
 from prodvid_core.brief import Brief, prompt_warnings
 from prodvid_core.canvas import Canvas
-from prodvid_core.errors import StorageError, validate_sku
+from prodvid_core.errors import InvalidInputError, StorageError, validate_sku
 from prodvid_core.formats import Framing
 from prodvid_core.settings import Settings, framing
 
-__all__ = ["Checked", "check_sku", "check_settings", "check_store", "make_canvas"]
+__all__ = [
+    "Checked",
+    "MAX_PHOTO_BYTES",
+    "check_sku",
+    "check_settings",
+    "check_store",
+    "make_canvas",
+    "read_file",
+]
 
 
 # The presets' native sides; a real checkpoint's is known only once loaded, so 512 (SD's, the smallest of the
@@ -44,6 +52,22 @@ class Checked:
     path: camera.CameraPath
     framing: Framing
     warnings: list[str] = field(default_factory=list)
+
+
+MAX_PHOTO_BYTES = 256 * 1024 * 1024  # read no further: a photo within canvas.MAX_PIXELS is far smaller
+
+
+def read_file(path: Path, what: str, sku: str, limit: int) -> bytes:
+    """A file the user named (`what`: the flag or setting), read no further than `limit` bytes, so a device
+    or a huge file is refused instead of filling memory."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise InvalidInputError(f"SKU {sku}: cannot read {what} {path}: {e.strerror or e}.") from None
+    if len(data) > limit:
+        raise InvalidInputError(f"SKU {sku}: {what} {path} is over {limit} bytes; at most {limit} are read.")
+    return data
 
 
 def make_canvas(photo: bytes, *, sku: str, brief: Brief, settings: Settings) -> tuple[Canvas, Image.Image]:
