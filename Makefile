@@ -30,8 +30,11 @@ demo: setup
 ui: setup
 	$(BIN)/python -m prodvid_dagster.ui
 
+# Two workers (pytest-xdist), a test file each at a time: the files that start a server share it within the file.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -120,3 +120,13 @@ def test_bad_settings_are_refused():
         plan_calls(PATHS["seed"], (512, 512), lookahead=-1)
     with pytest.raises(ValueError, match="max_window"):
         plan_calls(PATHS["seed"], (512, 512), max_window=4)
+
+
+@pytest.mark.parametrize("native", [512, 1024])
+def test_the_default_window_leaves_room_to_look_ahead_at_every_model_size(native):
+    """The default largest window is 1.5 native sides: an SDXL model (1024) paints ahead as an SD one does.
+    A fixed 768 was smaller than one SDXL frame, which left one call per frame, as many as lookahead 0."""
+    original = plan_calls(PATHS["seed"], (1080, 1080), native=native, lookahead=0)
+    default = plan_calls(PATHS["seed"], (1080, 1080), native=native)
+    assert len(default.calls) * 5 <= len(original.calls)
+    assert default == plan_calls(PATHS["seed"], (1080, 1080), native=native, max_window=native * 3 // 2)

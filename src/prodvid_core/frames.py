@@ -61,7 +61,7 @@ class FrameSettings:
     steps: int = 25
     guidance: float = 7.5
     lookahead: int = 128
-    max_window: int = 768
+    max_window: int | None = None  # None: 1.5 × the model's native side (plan.default_window)
     model_size: int | None = None  # the model's working side; None: the checkpoint's native side
     model: str = ""
     max_retries: int = 2  # not in the fingerprint: a retry's seed is recorded with its call

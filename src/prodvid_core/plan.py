@@ -33,6 +33,7 @@ __all__ = [
     "frame_box",
     "plan_calls",
     "check_extent",
+    "default_window",
     "GRID",
     "MIN_BAND",
     "MAX_MASK_PIXELS",
@@ -188,7 +189,7 @@ def plan_calls(
     *,
     native: int = 512,
     lookahead: int = 128,
-    max_window: int = 768,
+    max_window: int | None = None,
 ) -> Plan:
     """Plan the diffusion calls that paint every frame of `path`.
 
@@ -200,14 +201,15 @@ def plan_calls(
             serves. 0 is the original method: one call per frame that shows anything new, its window that
             frame, painting just the exposed strip. Above 0, calls serve every frame within `lookahead` of
             travel, windows sit on the latent grid and bands are at least 64 model pixels wide.
-        max_window: the largest side of a call's window in model pixels (768 for SD-class models); a window
-            always holds at least one frame.
+        max_window: the largest side of a call's window in model pixels; a window always holds at least one
+            frame. None: `default_window(native)`, 1.5 × the native side (768 for SD 1.5/2, 1536 for SDXL).
     """
     w, h = frame_size
     if w < 1 or h < 1 or native < GRID:
         raise ValueError(f"`frame_size` and `native` have to be positive but are {w}x{h} and {native}.")
     if lookahead < 0:
         raise ValueError(f"`lookahead` has to be 0 or more but is {lookahead}.")
+    max_window = max_window or default_window(native)
     if max_window < GRID:
         raise ValueError(f"`max_window` has to be at least {GRID} but is {max_window}.")
     scale, cell, limit, extent = _extent(path, frame_size, native, lookahead, max_window)
@@ -240,6 +242,13 @@ def plan_calls(
     )
 
 
+def default_window(native: int) -> int:
+    """The largest window side a call paints when none is set: 1.5 × the model's native side, so a call
+    holds a frame (one native area) and a lookahead band beside it at every model size; a fixed 768 was
+    smaller than one frame of an SDXL model (1024), which left it no lookahead: one call per frame."""
+    return round(1.5 * native)
+
+
 def _extent(
     path: CameraPath, frame_size: tuple[int, int], native: int, lookahead: int, max_window: int
 ) -> tuple[float, int, int, Box]:
@@ -263,12 +272,13 @@ def check_extent(
     *,
     native: int = 512,
     lookahead: int = 128,
-    max_window: int = 768,
+    max_window: int | None = None,
     sku: str | None = None,
 ) -> None:
     """Refuse a plan whose painted mask would hold more than `MAX_MASK_PIXELS`: a camera path at the edge of
     its bounds together with a large `max_window` at a small model size (`model_size`) on a large format.
     Cheap (no mask is made), so a request is checked with it before anything is written."""
+    max_window = max_window or default_window(native)
     extent = _extent(path, frame_size, native, lookahead, max_window)[3]
     width, height = _size(extent)
     if width * height > MAX_MASK_PIXELS:

@@ -38,7 +38,7 @@ __all__ = [
 
 # The presets' native sides; a real checkpoint's is known only once loaded, so 512 (SD's, the smallest of the
 # real ones) stands in for it: the plan's size is checked for the largest it can be.
-_NATIVE = {models.TINY_PRESET: 256, models.TINY_XL_PRESET: 512}
+_NATIVE = {models.TINY_PRESET: 256, models.TINY_XL_PRESET: 512, models.SDXL_INPAINT_MODEL: 1024}
 
 
 @dataclass

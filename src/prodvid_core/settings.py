@@ -39,7 +39,7 @@ class Settings:
     steps: int = 25
     guidance: float = 7.5
     lookahead: int = 128
-    max_window: int = 768
+    max_window: int | None = None  # None: 1.5 × the model's native side (plan.default_window)
     model_size: int | None = None
     batch_size: int = 1
     keep_frames: bool = False  # also store frames/<SKU>/00000.png …; the world and manifest are the frames
@@ -80,7 +80,11 @@ class Settings:
             "steps": _within(self.steps, 1, 1000),
             "guidance": _within(self.guidance, 0, 100, whole=False),
             "lookahead": _within(self.lookahead, 0, 8192, " (model pixels)"),
-            "max_window": _within(self.max_window, 64, 8192, " (model pixels)"),
+            "max_window": (
+                _within(self.max_window, 64, 8192, " (model pixels)")
+                if self.max_window is not None
+                else (True, "")
+            ),
             "model_size": (
                 self.model_size is None or _int_in(self.model_size, 64, 4096) and self.model_size % 8 == 0,
                 "unset (the checkpoint's own) or a multiple of 8 from 64 to 4096",

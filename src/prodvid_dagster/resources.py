@@ -24,7 +24,7 @@ to the core default, so the same env vars configure the CLI, the Python API and 
 | `ModelsResource.steps` | `PRODVID_STEPS` | 25 |
 | `ModelsResource.guidance` | `PRODVID_GUIDANCE` | 7.5 |
 | `ModelsResource.lookahead` | `PRODVID_LOOKAHEAD` | 128 |
-| `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 768 (model pixels) |
+| `ModelsResource.max_window` | `PRODVID_MAX_WINDOW` | 1.5 × native side: 768 SD, 1536 SDXL (model px) |
 | `ModelsResource.model_size` | `PRODVID_MODEL_SIZE` | the checkpoint's native side |
 | `ModelsResource.batch_size` | `PRODVID_BATCH_SIZE` | 1 |
 | `ModelsResource.keep_frames` | `PRODVID_KEEP_FRAMES` | off (frames are rendered from the world) |
@@ -94,7 +94,8 @@ class ModelsResource(dg.ConfigurableResource):
         description="Px of camera travel one call paints ahead; 0 = one call per frame ($PRODVID_LOOKAHEAD).",
     )
     max_window: int | None = Field(
-        None, description="Largest side of a diffusion window, model pixels ($PRODVID_MAX_WINDOW, 768)."
+        None,
+        description="Largest side of a diffusion window, model pixels ($PRODVID_MAX_WINDOW, 1.5 x native).",
     )
     model_size: int | None = Field(
         None,
