@@ -156,6 +156,20 @@ class Settings:
         key = f"{model}|{self.scheduler or 'default'}|{device}|{self.dtype or 'auto'}"
         return key + (f"|lora={','.join(map(_lora_key, self.lora))}" if self.lora else "")
 
+    @staticmethod
+    def describe(key: str) -> str:
+        """A `model_key` as a person reads it: `tiny|default|cpu|auto` is `tiny (scheduler: the checkpoint's,
+        device: cpu, dtype: automatic)`."""
+        model, scheduler, device, dtype, *rest = key.split("|")
+        scheduler = "the checkpoint's" if scheduler == "default" else scheduler
+        parts = [
+            f"scheduler: {scheduler}",
+            f"device: {device}",
+            f"dtype: {'automatic' if dtype == 'auto' else dtype}",
+            *(f"LoRA: {extra.removeprefix('lora=')}" for extra in rest),
+        ]
+        return f"{model} ({', '.join(parts)})"
+
     def load(self, model: str):
         return models.load_inpaint_pipeline(
             model, device=self.device, dtype=self.dtype, scheduler=self.scheduler, lora=self.lora,

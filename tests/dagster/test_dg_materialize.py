@@ -91,7 +91,7 @@ def test_one_sku_end_to_end_local(instance, store):
     preview = hero_meta["preview"].value
     assert preview.startswith("![preview](data:image/webp;base64,") and len(preview) < 1000
     assert hero_meta["seed"].value == BRIEF["seed"] and hero_meta["steps"].value == 2
-    assert "tiny" in hero_meta["model"].value
+    assert hero_meta["model"].value == "tiny (scheduler: the checkpoint's, device: cpu, dtype: automatic)"
     assert hero_meta["storage"].value == store.url(layout.hero_png(SKU))
     frames_meta = metadata(instance, "frames", SKU)
     assert frames_meta["frames"].value == BRIEF["num_frames"]

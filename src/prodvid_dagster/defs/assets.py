@@ -350,7 +350,7 @@ def hero_image(
             {
                 "preview": _preview(hero.image),
                 "size": list(hero.image.size),
-                "model": hero.model,
+                "model": Settings.describe(hero.model),
                 "prompt": hero.prompt,
                 "seed": hero.seed,
                 "steps": hero.steps,
@@ -413,7 +413,7 @@ def frames(
                 "frames reused": frame_set.frames_reused,
                 "seconds": frame_set.seconds,
                 "gpu idle seconds": frame_set.gpu_idle_seconds,  # caller time outside diffusion calls
-                "model": frame_set.manifest["model"],
+                "model": Settings.describe(frame_set.manifest["model"]),
                 "seed": frame_set.manifest["seed"],
                 "steps": frame_set.manifest["steps"],
                 "camera": dg.MetadataValue.json(briefs[sku].camera),
