@@ -46,16 +46,17 @@ def layout_keys(store: ObjectStore, sku: str) -> list[str]:
     return [k for k in store.list() if f"/{sku}." in k or f"/{sku}/" in k if not k.startswith("inbox/")]
 
 
-def inbox_tick(instance: dg.DagsterInstance, defs: dg.Definitions):
-    """One tick of the inbox sensor against `instance`, from a blank cursor, its observations recorded and the
-    partitions it asks for added, as the daemon does; the tick's result (its run requests)."""
+def inbox_tick(instance: dg.DagsterInstance, cursor: str | None = None, store=None):
+    """One tick of the inbox sensor against `instance` from `cursor` (None: blank), applied as the daemon
+    applies it: its observations recorded and the partitions it asks for added; the tick's result (its run
+    requests). `store`: a `StoreResource` (default: one for $PRODVID_STORE)."""
     from prodvid_dagster.resources import StoreResource
 
     context = dg.build_sensor_context(
         instance=instance,
         instance_ref=instance.get_ref(),
-        cursor=None,
-        resources={"store": StoreResource()},
+        cursor=cursor,
+        resources={"store": store or StoreResource()},
         definitions=defs,
     )
     tick = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)

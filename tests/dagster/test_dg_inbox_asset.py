@@ -4,28 +4,16 @@ partition, observed by the inbox sensor on a real instance; a blank instance say
 import json
 
 import dagster as dg
-from dgtest import BRIEF, defs, drop_sku
+from dgtest import BRIEF, defs, drop_sku, inbox_tick
 
 from prodvid_core import layout
 from prodvid_core.brief import parse_brief
 from prodvid_dagster.defs.inbox_asset import INBOX
 from prodvid_dagster.partitions import sku_partitions
-from prodvid_dagster.resources import StoreResource
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None):
-    """One evaluation, applied to the instance as the daemon applies it: observations recorded, partitions
-    added."""
-    context = dg.build_sensor_context(
-        instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
-        resources={"store": StoreResource()}, definitions=defs,
-    )  # fmt: skip
-    data = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
-    for event in data.asset_events:
-        instance.report_runless_asset_event(event)
-    for request in data.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return data
+    return inbox_tick(instance, cursor)
 
 
 def shown(instance: dg.DagsterInstance, sku: str) -> tuple[str, str, str]:

@@ -194,7 +194,7 @@ def test_a_story_brief_in_the_inbox_makes_a_1080x1920_video(instance, store):
     # a photo and a story brief land in the inbox; the sensor asks for the run, with the brief as run config
     brief = {"prompt": "a bottle on a wooden table", "seed": 7, "format": "story", "num_frames": 3, "fps": 12}
     drop_sku(store, SKU, brief)
-    tick = inbox_tick(instance, defs)
+    tick = inbox_tick(instance)
     (request,) = tick.run_requests
     assert request.partition_key == SKU
     assert request.run_config["ops"]["expanded_canvas"]["config"]["format"] == "story"

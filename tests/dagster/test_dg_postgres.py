@@ -125,12 +125,12 @@ def test_sku_made_end_to_end_on_postgres_and_read_back(pg_home, store):
         # as the daemon applies it) and asks for its run
         drop_sku(store, SKU)
         drop_sku(store, "TYPO-9", {"promt": "a typo"})  # rejected: a partition that shows why
-        tick = inbox_tick(instance, defs)
+        tick = inbox_tick(instance)
         (run_request,) = tick.run_requests
         assert run_request.partition_key == SKU
         # evaluated again, the rejection is found already shown (the latest observation per partition, read
         # from Postgres), so only the ready SKU, read anew from a blank cursor, is observed again
-        assert [e.partition for e in inbox_tick(instance, defs).asset_events] == [SKU]
+        assert [e.partition for e in inbox_tick(instance).asset_events] == [SKU]
 
         # the run the sensor asked for, in process, writing its events to Postgres
         result = defs.resolve_job_def("prodvid").execute_in_process(

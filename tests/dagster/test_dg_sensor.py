@@ -20,7 +20,7 @@ from dagster._core.test_utils import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.sensor import execute_sensor_iteration
-from dgtest import BRIEF, defs, drop_sku
+from dgtest import BRIEF, defs, drop_sku, inbox_tick
 
 from prodvid_core import inbox, inbox_state, layout
 from prodvid_core.brief import parse_brief
@@ -74,19 +74,9 @@ def resource_for(store: ObjectStore) -> StoreResource:
 
 
 def tick(instance, cursor: str | None, store: ObjectStore | None = None):
-    """One evaluation, applied to the instance the way the daemon applies it (partitions added); with the
-    store of $PRODVID_STORE, or `store`."""
-    context = dg.build_sensor_context(
-        instance=instance,
-        instance_ref=instance.get_ref(),
-        cursor=cursor,
-        resources={"store": resource_for(store) if store else StoreResource()},
-        definitions=defs,
-    )
-    data = defs.resolve_sensor_def("inbox_sensor").evaluate_tick(context)
-    for request in data.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return data
+    """One evaluation, applied to the instance the way the daemon applies it; with the store of
+    $PRODVID_STORE, or `store`."""
+    return inbox_tick(instance, cursor, resource_for(store) if store else None)
 
 
 def added(data) -> list[str]:
