@@ -175,6 +175,12 @@ def finished_runs(port: int, value: str, key: str = "prodvid/sku") -> list[dict]
     return [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
 
 
+def partition_range(run: dict) -> tuple[str, str]:
+    """The first and last SKU of a run that covers a range of partitions (a backfill's), from its tags."""
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    return tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -332,11 +338,7 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
     )
     assert len(backfill_runs) == 1 and backfill_runs[0]["status"] == "FAILURE", log.read_text()[-4000:]
     failed = backfill_runs[0]
-    tags = {t["key"]: t["value"] for t in failed["tags"]}
-    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
-        "DEV-3",
-        "DEV-5",
-    )
+    assert partition_range(failed) == ("DEV-3", "DEV-5")
     [failure] = [
         e.get_dagster_event().step_failure_data.user_failure_data.description
         for e in instance.all_logs(failed["runId"])
@@ -351,11 +353,7 @@ def test_dagster_dev_inbox_runs_and_a_single_run_backfill(dagster_dev):
         log,
     )
     assert len(remainder) == 1 and remainder[0]["status"] == "SUCCESS", log.read_text()[-4000:]
-    tags = {t["key"]: t["value"] for t in remainder[0]["tags"]}
-    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
-        "DEV-3",
-        "DEV-4",
-    )
+    assert partition_range(remainder[0]) == ("DEV-3", "DEV-4")
     assert not [k for k in store.list() if "DEV-5" in k and not k.startswith("inbox/")]
     for sku in ("DEV-3", "DEV-4"):
         assert store.exists(layout.video_mp4(sku))
